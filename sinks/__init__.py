@@ -1,0 +1,1 @@
+"""Sinks: PostgreSQL, Prometheus (and later Redis and Alertmanager)."""

@@ -1,0 +1,52 @@
+"""Every Prometheus metric Pulse exports, in one place, on an injectable registry.
+
+Labels are bounded by the tracking plans (app, event, reason code, window, sink) — never a user
+id (DESIGN decision 5). Buckets are explicit and in the unit observed.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 604800)
+FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        self.events_consumed = Counter(
+            "pulse_events_consumed", "Events read from the ingest topic (array elements count "
+            "one each; an undecodable record counts one)", registry=r)
+        self.events_valid = Counter(
+            "pulse_events_valid", "Valid, deduplicated events applied to state",
+            ["app", "event"], registry=r)
+        self.events_rejected = Counter(
+            "pulse_events_rejected", "Events sent to the dead-letter topic, by first reason",
+            ["app", "reason"], registry=r)
+        self.events_duplicate = Counter(
+            "pulse_events_duplicate", "Events dropped as duplicates of an event id already seen",
+            ["app"], registry=r)
+        self.events_beyond_history = Counter(
+            "pulse_events_beyond_history", "Valid events older than the per-user history; "
+            "counted but they change no maintained day", ["app"], registry=r)
+        self.active_users = Gauge(
+            "pulse_active_users", "Active users on the current local day of the app "
+            "(this worker's partitions; sum over workers)", ["app", "window"], registry=r)
+        self.event_lag = Histogram(
+            "pulse_event_lag_seconds", "Event time to processing time, for live events",
+            buckets=LAG_BUCKETS, registry=r)
+        self.sink_flush_seconds = Histogram(
+            "pulse_sink_flush_seconds", "Time to write one batch", ["sink"],
+            buckets=FLUSH_BUCKETS, registry=r)
+        self.sink_rows = Counter(
+            "pulse_sink_rows", "Rows written by sinks", ["sink"], registry=r)
+        self.sink_errors = Counter(
+            "pulse_sink_errors", "Failed sink writes (retried with backoff)", ["sink"], registry=r)
+        self.sink_pending = Gauge(
+            "pulse_sink_pending_rows", "Rows waiting to be written", ["sink"], registry=r)
+        self.partitions_owned = Gauge(
+            "pulse_partitions_owned", "Event partitions this worker owns", registry=r)
+        self.users_tracked = Gauge(
+            "pulse_users_tracked", "Per-user states held by this worker", registry=r)

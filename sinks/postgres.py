@@ -1,0 +1,95 @@
+"""PostgreSQL: schema migrations and the daily-metrics sink."""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from psycopg_pool import AsyncConnectionPool
+
+from sinks.base import BatchingSink
+from sinks.metrics import Metrics
+from tables.aggregates import COLUMNS
+
+MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "sql"
+EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+_MIGRATION_LOCK = 0x50554C5345  # "PULSE": one migrator at a time across workers
+_METRICS_LOCK = 0x50554C5346  # serialises recomputing daily_metrics from the partition rows
+log = logging.getLogger(__name__)
+
+
+def day_to_date(day: int) -> date:
+    return date.fromordinal(day + EPOCH_ORDINAL)
+
+
+def date_to_day(value: date) -> int:
+    return value.toordinal() - EPOCH_ORDINAL
+
+
+def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
+    """Apply the SQL files of `deploy/sql/` not applied yet, in name order; return their names."""
+    applied: list[str] = []
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+        try:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                " version text PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())")
+            done = {row[0] for row in conn.execute("SELECT version FROM schema_migrations")}
+            for path in sorted(directory.glob("*.sql")):
+                if path.name in done:
+                    continue
+                with conn.transaction():
+                    conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+                    conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)",
+                                 (path.name,))
+                applied.append(path.name)
+                log.info("applied migration %s", path.name)
+        finally:
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+    return applied
+
+
+_UPSERT_PARTITION = f"""
+INSERT INTO daily_metrics_partitions (app, day, partition, {", ".join(COLUMNS)}, updated_at)
+VALUES (%s, %s, %s, {", ".join(["%s"] * len(COLUMNS))}, now())
+ON CONFLICT (app, day, partition) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)}, updated_at = now()
+"""
+
+_RECOMPUTE_TOTALS = f"""
+INSERT INTO daily_metrics (app, day, {", ".join(COLUMNS)}, updated_at)
+SELECT p.app, p.day, {", ".join(f"sum(p.{c})" for c in COLUMNS)}, now()
+FROM daily_metrics_partitions p
+JOIN unnest(%s::text[], %s::date[]) AS t(app, day) ON p.app = t.app AND p.day = t.day
+GROUP BY p.app, p.day
+ON CONFLICT (app, day) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)}, updated_at = now()
+"""
+
+DailyKey = tuple[str, int, int]  # (app, local day number, partition)
+
+
+class DailyMetricsSink(BatchingSink[DailyKey]):
+    """Writes each partition's absolute day aggregates, then the sums, in one transaction."""
+
+    name = "postgres_daily_metrics"
+
+    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self.pool = pool
+
+    async def write_batch(self, rows: dict[DailyKey, Any]) -> None:
+        params = [(app, day_to_date(day), part, *values)
+                  for (app, day, part), values in rows.items()]
+        touched = sorted({(app, day) for app, day, _ in rows})
+        async with self.pool.connection() as conn, conn.transaction():
+            # Without the lock, two workers could each sum before seeing the other's rows.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_METRICS_LOCK,))
+            async with conn.cursor() as cur:
+                await cur.executemany(_UPSERT_PARTITION, params)
+                await cur.execute(_RECOMPUTE_TOTALS, (
+                    [app for app, _ in touched], [day_to_date(day) for _, day in touched]))

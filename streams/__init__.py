@@ -1,0 +1,1 @@
+"""Pulse: the Faust app, topics, event envelope, tracking plans, producers and CLI."""

@@ -1,0 +1,116 @@
+"""The Faust app of a worker: topics, the per-user table, shared pipeline state, and the agents.
+
+`build_worker` wires everything for one process. Agents stay thin (`agents/`); the pure logic
+lives in `tables/`, the writes in `sinks/`.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+import faust
+from psycopg_pool import AsyncConnectionPool
+
+from sinks.metrics import Metrics
+from sinks.postgres import DailyMetricsSink
+from streams.connections import Connections
+from streams.plan import Plan, load_plans
+from streams.settings import Settings
+from streams.validate import Limits, local_day
+from tables.activity import StateConfig
+from tables.aggregates import DayAggregates
+
+log = logging.getLogger(__name__)
+
+
+def partition_for(key: bytes, partitions: int) -> int:
+    """The events-topic (and table) partition of a user key: stable across processes."""
+    return zlib.crc32(key) % partitions
+
+
+@dataclass
+class Pipeline:
+    """Everything the agents of one worker share."""
+
+    settings: Settings
+    connections: Connections
+    plans: dict[str, Plan]
+    metrics: Metrics
+    app: faust.App
+    ingest_topic: Any
+    events_topic: Any
+    deadletter_topic: Any
+    users: Any  # faust.Table[bytes, bytes]: user key → msgpack UserState
+    pool: AsyncConnectionPool
+    sink: DailyMetricsSink
+    limits: Limits
+    state_configs: dict[str, StateConfig]
+    aggregates: dict[int, DayAggregates] = field(default_factory=dict)
+    metrics_port: int = 0
+
+    def today(self, now: datetime) -> dict[str, int]:
+        return {app: local_day(now, plan) for app, plan in self.plans.items()}
+
+    def owned_partitions(self) -> set[int]:
+        assigned = self.app.assignor.assigned_actives()
+        return {tp.partition for tp in assigned if tp.topic == self.settings.events_topic}
+
+
+def build_worker(settings: Settings, connections: Connections,
+                 metrics: Metrics | None = None) -> Pipeline:
+    plans = load_plans()
+    metrics = metrics or Metrics()
+    app = faust.App(
+        settings.app_id,
+        broker=f"kafka://{connections.kafka_bootstrap}",
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=1,
+        topic_allow_declare=False,  # topics are created with explicit configs (streams.topics)
+        web_enabled=False,
+        key_serializer="raw",
+        value_serializer="raw",
+        consumer_auto_offset_reset="earliest",
+        table_standby_replicas=0,
+        # Short session and rebalance timeouts: the embedded broker settles groups slowly after
+        # a member leaves, and tests restart workers.
+        broker_session_timeout=10.0,
+        broker_heartbeat_interval=1.0,
+        broker_rebalance_timeout=20.0,
+        broker_commit_every=1000,
+        broker_commit_interval=1.0,
+        stream_wait_empty=False,
+        producer_linger_ms=5,
+    )
+    ingest_topic = app.topic(settings.ingest_topic, partitions=settings.partitions)
+    events_topic = app.topic(settings.events_topic, partitions=settings.partitions)
+    deadletter_topic = app.topic(settings.deadletter_topic, partitions=settings.partitions)
+    # Keys and values are bytes; the app-wide raw serializers apply to the changelog too.
+    users = app.Table("users", default=None, partitions=settings.partitions,
+                      key_type=bytes, value_type=bytes)
+    pool = AsyncConnectionPool(connections.database_url, min_size=1, max_size=4, open=False)
+    sink = DailyMetricsSink(pool, metrics, flush_seconds=settings.sink_flush_seconds,
+                            max_rows=settings.sink_batch_rows,
+                            max_retry_seconds=settings.sink_max_retry_seconds)
+    limits = Limits(
+        max_record_bytes=settings.max_record_bytes,
+        lateness=timedelta(days=settings.lateness_days),
+        future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
+    )
+    state_configs = {
+        name: StateConfig(session_gap=float(plan.session_gap_seconds),
+                          history_days=settings.history_days, dedupe_days=settings.dedupe_days)
+        for name, plan in plans.items()
+    }
+    pipeline = Pipeline(settings, connections, plans, metrics, app, ingest_topic, events_topic,
+                        deadletter_topic, users, pool, sink, limits, state_configs)
+
+    from agents import activity, ingest  # agents register on the app they are given
+
+    ingest.register(pipeline)
+    activity.register(pipeline)
+    return pipeline

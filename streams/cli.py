@@ -1,0 +1,232 @@
+"""The `pulse` command. Every command takes the settings options; each shows its PULSE_* variable."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import click
+import orjson
+
+from streams.errors import PulseError
+from streams.settings import Settings
+
+_SETTINGS_FIELDS = list(Settings.model_fields.items())
+
+
+def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Add one option per settings field; values not given stay with pydantic-settings (env)."""
+    for name, info in reversed(_SETTINGS_FIELDS):
+        env = f"PULSE_{name.upper()}"
+        default = info.default
+        func = click.option(
+            f"--{name.replace('_', '-')}", name, default=None, show_envvar=True, envvar=env,
+            help=f"{info.description or name} [default: {default}]",
+        )(func)
+    return func
+
+
+def make_settings(options: dict[str, Any]) -> Settings:
+    given = {k: v for k, v in options.items() if v is not None and k in Settings.model_fields}
+    return Settings(**given)
+
+
+def _fail(err: PulseError) -> None:
+    click.echo(f"error: {err}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+def main() -> None:
+    """Pulse: real-time product analytics and safety stream processing."""
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+
+
+@main.command()
+@click.option("--no-demo", is_flag=True, help="start services and a worker, but no demo traffic")
+@settings_options
+def dev(no_demo: bool, **options: Any) -> None:
+    """Start the embedded broker, PostgreSQL and Redis, a worker and demo traffic (make run)."""
+    from streams.dev import run_dev
+
+    try:
+        run_dev(make_settings(options), demo=not no_demo)
+    except PulseError as err:
+        _fail(err)
+
+
+@main.command()
+@click.option("--loglevel", default="WARNING", show_default=True)
+@settings_options
+def worker(loglevel: str, **options: Any) -> None:
+    """Run a stream worker: ingest, validation, per-user state, sinks, /metrics."""
+    from streams.worker import run_worker
+
+    logging.getLogger().setLevel(loglevel)
+    try:
+        run_worker(make_settings(options), loglevel=loglevel)
+    except PulseError as err:
+        _fail(err)
+
+
+@main.command()
+@click.argument("file", default="-", type=click.File("rb"))
+@click.option("--historical", is_flag=True, help="mark every event as a backfill (older than 7 days allowed)")
+@click.option("--quiet", is_flag=True, help="no progress bar")
+@settings_options
+def publish(file: Any, historical: bool, quiet: bool, **options: Any) -> None:
+    """Publish JSONL events (FILE or - for stdin) to the ingest topic."""
+    from streams.connections import resolve
+    from streams.publish import publish_file
+
+    settings = make_settings(options)
+    try:
+        conn = resolve(settings)
+    except PulseError as err:
+        _fail(err)
+        return
+    summary = publish_file(conn.kafka_bootstrap, settings.ingest_topic, file, historical,
+                           show_progress=not quiet)
+    click.echo(f"sent {summary.sent}, failed {summary.failed}"
+               + (f" ({summary.errors})" if summary.failed else ""))
+    if summary.failed:
+        sys.exit(1)
+
+
+@main.command()
+@click.option("--app", "app_name", required=True, help="app id, or 'all' for every plan")
+@click.option("--users", default=100, show_default=True)
+@click.option("--days", default=14, show_default=True)
+@click.option("--seed", default=1, show_default=True)
+@click.option("--late", default=0.0, show_default=True, help="fraction of events delivered late")
+@click.option("--duplicates", default=0.0, show_default=True, help="fraction delivered twice")
+@click.option("--out", type=click.File("wb"), default="-", help="output file (default stdout)")
+def generate(app_name: str, users: int, days: int, seed: int, late: float, duplicates: float,
+             out: Any) -> None:
+    """Generate realistic JSONL traffic for a plan: registration first, weekly rhythm, churn."""
+    from streams.generate import GenOptions
+    from streams.generate import generate as gen
+    from streams.plan import load_plans
+
+    plans = load_plans()
+    names = sorted(plans) if app_name == "all" else [app_name]
+    for name in names:
+        if name not in plans:
+            raise click.BadParameter(f"no plan {name!r}; plans: {', '.join(sorted(plans))}")
+    options = GenOptions(users=users, days=days, seed=seed, late_fraction=late,
+                         duplicate_fraction=duplicates, end=datetime.now(UTC))
+    for name in names:
+        for event in gen(plans[name], options):
+            out.write(orjson.dumps(event) + b"\n")
+
+
+@main.command()
+@click.option("--users", default=200, show_default=True)
+@click.option("--history-days", default=30, show_default=True)
+@click.option("--rate", default=200.0, show_default=True, help="live events per second")
+@click.option("--duration", default=None, type=float, help="stop after this many seconds")
+@settings_options
+def demo(users: int, history_days: int, rate: float, duration: float | None,
+         **options: Any) -> None:
+    """Demo producer: backfill history for every app, then send live traffic."""
+    import io
+
+    from streams.connections import resolve
+    from streams.generate import GenOptions
+    from streams.generate import generate as gen
+    from streams.plan import load_plans
+    from streams.publish import publish_file, run_demo
+
+    settings = make_settings(options)
+    conn = resolve(settings)
+    plans = load_plans()
+    if history_days:
+        lines = io.BytesIO()
+        gen_options = GenOptions(users=users, days=history_days, seed=1,
+                                 end=datetime.now(UTC) - timedelta(minutes=5))
+        for plan in plans.values():
+            for event in gen(plan, gen_options):
+                lines.write(orjson.dumps(event) + b"\n")
+        lines.seek(0)
+        summary = publish_file(conn.kafka_bootstrap, settings.ingest_topic, lines,
+                               historical=True, show_progress=False)
+        click.echo(f"demo: history sent {summary.sent}, failed {summary.failed}", err=True)
+    run_demo(conn.kafka_bootstrap, settings.ingest_topic, plans, users=users, rate=rate,
+             duration=duration)
+
+
+@main.command()
+@click.option("--app", "app_name", required=True)
+@click.option("--day", "period", flag_value="day", default=True, help="today (default)")
+@click.option("--week", "period", flag_value="week", help="last 7 days")
+@click.option("--month", "period", flag_value="month", help="last 30 days")
+@click.option("--date", "end", default=None, help="last day of the period (default: today)")
+@click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
+@settings_options
+def report(app_name: str, period: str, end: str | None, fmt: str, **options: Any) -> None:
+    """The /admin_analytics report of an app, from PostgreSQL."""
+    from streams.connections import resolve
+    from streams.plan import load_plans
+    from streams.report import build_report, render
+
+    settings = make_settings(options)
+    plans = load_plans()
+    if app_name not in plans:
+        raise click.BadParameter(f"no plan {app_name!r}; plans: {', '.join(sorted(plans))}")
+    try:
+        conn = resolve(settings)
+    except PulseError as err:
+        _fail(err)
+        return
+    last = (datetime.fromisoformat(end).date() if end
+            else datetime.now(plans[app_name].tz).date())
+    click.echo(render(build_report(conn.database_url, app_name, period, last), fmt), nl=False)
+
+
+@main.group()
+def plans() -> None:
+    """Tracking plans."""
+
+
+@plans.command("check")
+@click.argument("files", nargs=-1, type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def plans_check(files: tuple[Path, ...]) -> None:
+    """Validate tracking plans (default: the bundled ones); print file:line: problem."""
+    from streams.plan import load_plans
+
+    try:
+        loaded = load_plans(list(files) if files else None)
+    except PulseError as err:
+        _fail(err)
+        return
+    for name, plan in sorted(loaded.items()):
+        click.echo(f"ok  {name:<18} {len(plan.events):>4} events  {len(plan.activity_events):>4} "
+                   f"activity  tz {plan.timezone:<14} registration "
+                   f"{plan.registration.event or 'first activity'}")
+
+
+@main.group()
+def topics() -> None:
+    """Kafka topics."""
+
+
+@topics.command("create")
+@settings_options
+def topics_create(**options: Any) -> None:
+    """Create every Pulse topic with its partitions and configs (idempotent)."""
+    import asyncio
+
+    from streams.connections import resolve
+    from streams.topics import create_topics
+
+    settings = make_settings(options)
+    created = asyncio.run(create_topics(resolve(settings).kafka_bootstrap, settings))
+    click.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,310 @@
+"""Tracking plans: the typed model of `streams/plans/<app>.yaml` and its loader.
+
+A plan is data (DESIGN decision 7): events, their properties and types, which events count as
+activity, the registration event, the time zone and privacy rules. The engine is generic; a
+sixth app is a new YAML file. The loader reports every problem with the file and line, so a
+product developer can fix a plan without reading Pulse's code.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+import yaml
+
+from streams.errors import PlanError
+
+PLANS_DIR = Path(__file__).parent / "plans"
+
+PropertyType = Literal["string", "integer", "number", "boolean", "datetime", "date", "array", "object"]
+Actor = Literal["user", "server", "system", "operator"]
+Scalar = str | int | float | bool
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_PROPERTY_NAME = re.compile(r"^\$?[A-Za-z_][A-Za-z0-9_]*$")
+
+# Property names that carry free text or direct identifiers (seed 004 principle 3, seed 000 §7).
+DEFAULT_FORBIDDEN = (
+    "message", "message_text", "text", "user_message", "bot_response", "response_text",
+    "content", "body", "prompt", "completion", "query_text", "email", "e_mail", "phone",
+    "phone_number", "name", "first_name", "last_name", "full_name", "username", "address",
+    "password", "feedback", "comment", "review_text",
+)
+
+
+class PropertySpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One property of an event: its type and the constraints the validator enforces."""
+
+    type: PropertyType
+    required: bool = False
+    nullable: bool = False
+    enum: list[Scalar] | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    max_length: int | None = None
+    items: PropertyType | None = None
+    description: str = ""
+
+
+class EventSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """One event of the plan."""
+
+    description: str = ""
+    group: str = ""
+    actor: Actor = "user"
+    properties: dict[str, PropertySpec] = {}
+    # Overrides the plan's `additional_properties` for this event.
+    additional_properties: bool | None = None
+
+
+class RegistrationSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """How a new user is recognised: a registration event (with optional property values),
+    or, when `event` is null, the user's first activity."""
+
+    event: str | None = None
+    where: dict[str, Scalar] = {}
+
+
+class ActivitySpec(msgspec.Struct, forbid_unknown_fields=True):
+    """Which events make a user active that day. When `events` is null, every event whose
+    actor is `user` counts; server-side, system and operator events never do."""
+
+    events: list[str] | None = None
+
+
+class PrivacySpec(msgspec.Struct, forbid_unknown_fields=True):
+    """Free-text and identifier rules: forbidden property names, longest allowed string."""
+
+    forbidden_properties: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_FORBIDDEN))
+    max_string_length: int = 256
+    # `hashed`: user ids already arrive hashed (seed 000 §7); `opaque`: ids are internal
+    # numbers or UUIDs that are not personal data by themselves.
+    user_id: Literal["hashed", "opaque"] = "opaque"
+
+
+class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
+    """The top level of a plan file, before the per-event sections are checked."""
+
+    app: str
+    title: str
+    seed: str
+    timezone: str
+    registration: RegistrationSpec
+    activity: ActivitySpec
+    events: dict[str, Any]
+    session_gap_minutes: int = 30
+    standard_properties: dict[str, Any] = {}
+    additional_properties: bool = True
+    privacy: PrivacySpec = msgspec.field(default_factory=PrivacySpec)
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Plan:
+    """A loaded, checked tracking plan."""
+
+    app: str
+    title: str
+    seed: str
+    timezone: str
+    registration: RegistrationSpec
+    activity_events: frozenset[str]
+    session_gap_seconds: int
+    standard_properties: Mapping[str, PropertySpec]
+    additional_properties: bool
+    privacy: PrivacySpec
+    events: Mapping[str, EventSpec]
+    path: str = ""
+    forbidden: frozenset[str] = field(default_factory=frozenset)
+
+    @cached_property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    def is_registration(self, event: str, properties: Mapping[str, Any]) -> bool:
+        reg = self.registration
+        if reg.event is None or event != reg.event:
+            return False
+        return all(properties.get(k) == v for k, v in reg.where.items())
+
+
+class _Located:
+    """YAML nodes by path, so a problem found after parsing still names its line."""
+
+    def __init__(self, root: yaml.Node) -> None:
+        self.root = root
+
+    def line(self, *path: str | int) -> int:
+        node = self.root
+        best = node.start_mark.line + 1
+        for part in path:
+            child = None
+            if isinstance(node, yaml.MappingNode):
+                for key, value in node.value:
+                    if key.value == part:
+                        child = value
+                        best = key.start_mark.line + 1
+                        break
+            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
+                if 0 <= part < len(node.value):
+                    child = node.value[part]
+                    best = child.start_mark.line + 1
+            if child is None:
+                break
+            node = child
+        return best
+
+
+def _msgspec_field(err: msgspec.ValidationError) -> list[str | int]:
+    """The path inside one converted object that msgspec names in its message (`$.a[0].b`)."""
+    match = re.search(r"at `\$([^`]*)`", str(err))
+    if not match:
+        return []
+    path: list[str | int] = []
+    for name, index in re.findall(r"\.([A-Za-z_$][\w$]*)|\[(\d+)\]", match.group(1)):
+        path.append(name if name else int(index))
+    return path
+
+
+def _convert(data: Any, kind: type, loc: _Located, path: tuple[str | int, ...], file: str) -> Any:
+    try:
+        return msgspec.convert(data, kind)
+    except msgspec.ValidationError as err:
+        inner = _msgspec_field(err)
+        where = ".".join(str(p) for p in (*path, *inner)) or "(top level)"
+        problem = str(err).split(" - at ")[0]
+        raise PlanError(file, loc.line(*path, *inner), f"{where}: {problem}") from None
+
+
+def _properties(
+    raw: Any, loc: _Located, path: tuple[str, ...], file: str
+) -> dict[str, PropertySpec]:
+    if not isinstance(raw, dict):
+        raise PlanError(file, loc.line(*path), f"{'.'.join(path)}: expected a mapping of properties")
+    out: dict[str, PropertySpec] = {}
+    for name, spec in raw.items():
+        if not isinstance(name, str) or not _PROPERTY_NAME.match(name):
+            raise PlanError(file, loc.line(*path, str(name)), f"bad property name {name!r}")
+        prop = _convert(spec, PropertySpec, loc, (*path, name), file)
+        if prop.enum is not None and not prop.enum:
+            raise PlanError(file, loc.line(*path, name, "enum"), f"{name}: enum must not be empty")
+        if prop.items is not None and prop.type != "array":
+            raise PlanError(file, loc.line(*path, name, "items"), f"{name}: items only on arrays")
+        out[name] = prop
+    return out
+
+
+def load_plan(path: Path) -> Plan:
+    """Parse and check one plan file; raise PlanError naming the file, line and problem."""
+    file = str(path)
+    text = path.read_text(encoding="utf-8")
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as err:
+        line = err.problem_mark.line + 1 if err.problem_mark else None
+        raise PlanError(file, line, f"YAML syntax: {err.problem}") from None
+    if node is None or not isinstance(data, dict):
+        raise PlanError(file, 1, "a plan must be a YAML mapping with app, timezone, events…")
+    loc = _Located(node)
+    spec: PlanSpec = _convert(data, PlanSpec, loc, (), file)
+
+    if not _NAME.match(spec.app):
+        raise PlanError(file, loc.line("app"), f"app id {spec.app!r} must be snake_case")
+    if path.stem != spec.app:
+        raise PlanError(file, loc.line("app"), f"app {spec.app!r} must match the file name")
+    try:
+        ZoneInfo(spec.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise PlanError(
+            file, loc.line("timezone"), f"unknown time zone {spec.timezone!r} (use an IANA name)"
+        ) from None
+    if not spec.events:
+        raise PlanError(file, loc.line("events"), "a plan needs at least one event")
+    if spec.session_gap_minutes <= 0:
+        raise PlanError(file, loc.line("session_gap_minutes"), "session gap must be positive")
+
+    standard = _properties(spec.standard_properties, loc, ("standard_properties",), file)
+    events: dict[str, EventSpec] = {}
+    for name, raw in spec.events.items():
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise PlanError(file, loc.line("events", str(name)), f"event {name!r} must be snake_case")
+        if raw is None:
+            raw = {}
+        if not isinstance(raw, dict):
+            raise PlanError(file, loc.line("events", name), f"event {name}: expected a mapping")
+        props = _properties(raw.get("properties") or {}, loc, ("events", name, "properties"), file)
+        event = _convert({**raw, "properties": {}}, EventSpec, loc, ("events", name), file)
+        events[name] = msgspec.structs.replace(event, properties=props)
+
+    forbidden = frozenset(spec.privacy.forbidden_properties)
+    for name, event in events.items():
+        for prop in event.properties:
+            if prop in forbidden:
+                raise PlanError(
+                    file,
+                    loc.line("events", name, "properties", prop),
+                    f"event {name}: property {prop!r} is forbidden free text or PII "
+                    "(privacy.forbidden_properties); send an aggregate such as its length",
+                )
+
+    reg = spec.registration
+    if reg.event is not None:
+        if reg.event not in events:
+            raise PlanError(file, loc.line("registration", "event"),
+                            f"registration event {reg.event!r} is not an event of this plan")
+        declared = events[reg.event].properties
+        for key in reg.where:
+            if key not in declared:
+                raise PlanError(file, loc.line("registration", "where", key),
+                                f"registration.where: {reg.event} has no property {key!r}")
+
+    if spec.activity.events is not None:
+        for i, name in enumerate(spec.activity.events):
+            if name not in events:
+                raise PlanError(file, loc.line("activity", "events", i),
+                                f"activity event {name!r} is not an event of this plan")
+        activity = frozenset(spec.activity.events)
+    else:
+        activity = frozenset(n for n, e in events.items() if e.actor == "user")
+    if not activity:
+        raise PlanError(file, loc.line("activity"), "no event counts as activity")
+    for name in activity:
+        if events[name].actor != "user":
+            raise PlanError(file, loc.line("activity"),
+                            f"{name} is a {events[name].actor} event and cannot count as activity")
+
+    return Plan(
+        app=spec.app,
+        title=spec.title,
+        seed=spec.seed,
+        timezone=spec.timezone,
+        registration=reg,
+        activity_events=activity,
+        session_gap_seconds=spec.session_gap_minutes * 60,
+        standard_properties=standard,
+        additional_properties=spec.additional_properties,
+        privacy=spec.privacy,
+        events=events,
+        path=file,
+        forbidden=forbidden,
+    )
+
+
+def load_plans(paths: Iterable[Path] | None = None) -> dict[str, Plan]:
+    """Load every plan (default: the bundled `streams/plans/*.yaml`), keyed by app id."""
+    files = sorted(paths) if paths is not None else sorted(PLANS_DIR.glob("*.yaml"))
+    plans: dict[str, Plan] = {}
+    for file in files:
+        plan = load_plan(file)
+        if plan.app in plans:
+            raise PlanError(str(file), None, f"app {plan.app!r} is defined twice")
+        plans[plan.app] = plan
+    return plans

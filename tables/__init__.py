@@ -1,0 +1,1 @@
+"""State records and pure state transitions: no Kafka, database or clock imports."""

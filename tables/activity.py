@@ -1,0 +1,233 @@
+"""Per-user activity state and its pure transition.
+
+One compact record per (app, user) (DESIGN decision 2). Every per-app day aggregate — DAU, WAU,
+MAU, new users, sessions, events — is a function of these records, so `apply` returns the exact
+change it makes to them, and `contribution` recomputes a user's whole share after recovery.
+No Kafka, database or clock here: days and timestamps arrive with the event.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import msgspec
+
+from streams.envelope import ValidEvent
+
+# Aggregate columns, in the order of `daily_metrics`.
+DAU, WAU, MAU, NEW_USERS, SESSIONS, EVENTS = range(6)
+WINDOWS = ((WAU, 7), (MAU, 30))
+NO_DAY = -(2**31)
+
+
+@dataclass(frozen=True)
+class StateConfig:
+    """Per-app knobs of the transition."""
+
+    session_gap: float = 1800.0
+    history_days: int = 128
+    dedupe_days: int = 8
+
+
+class Session(msgspec.Struct, array_like=True):
+    start: float
+    end: float
+    day: int  # local day of `start`: the day the session is counted on
+
+
+class UserState(msgspec.Struct, array_like=True):
+    """What Pulse remembers about one user of one app.
+
+    `active` is a bitmap of local days: bit k set means the user was active on `end_day - k`.
+    `day_stats` holds [events, sessions] per local day within the history, `sessions` the
+    session intervals within the dedupe window (late events can still extend or merge them),
+    and `seen` the event-id digests per event day within the dedupe window.
+    """
+
+    first_day: int = NO_DAY
+    reg_day: int = NO_DAY
+    end_day: int = NO_DAY
+    active: int = 0
+    last_ts: float = 0.0
+    day_stats: dict[int, list[int]] = msgspec.field(default_factory=dict)
+    sessions: list[Session] = msgspec.field(default_factory=list)
+    seen: dict[int, list[int]] = msgspec.field(default_factory=dict)
+
+
+@dataclass
+class Change:
+    """What one event did: aggregate deltas keyed by (column, day), and flags for counters."""
+
+    deltas: dict[tuple[int, int], int]
+    duplicate: bool = False
+    beyond_history: bool = False
+
+
+_encoder = msgspec.msgpack.Encoder()
+_decoder = msgspec.msgpack.Decoder(UserState)
+
+
+def encode_state(state: UserState) -> bytes:
+    return _encoder.encode(state)
+
+
+def decode_state(data: bytes) -> UserState:
+    return _decoder.decode(data)
+
+
+def is_active(state: UserState, day: int) -> bool:
+    k = state.end_day - day
+    return state.end_day != NO_DAY and 0 <= k and bool((state.active >> k) & 1)
+
+
+def _window_empty(state: UserState, last_day: int, width: int) -> bool:
+    """No active bit in [last_day - width + 1, last_day]."""
+    lo = max(0, state.end_day - last_day)
+    hi = state.end_day - last_day + width - 1
+    if hi < lo:
+        return True
+    return (state.active >> lo) & ((1 << (hi - lo + 1)) - 1) == 0
+
+
+def _add(deltas: dict[tuple[int, int], int], column: int, day: int, amount: int) -> None:
+    key = (column, day)
+    value = deltas.get(key, 0) + amount
+    if value:
+        deltas[key] = value
+    else:
+        deltas.pop(key, None)
+
+
+def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
+    """Apply one validated event to the user's state in place; return what changed."""
+    deltas: dict[tuple[int, int], int] = {}
+    day = event.day
+    newest = max(state.end_day, day)
+
+    # Dedupe by event id within the dedupe window of the user's newest day.
+    bucket = state.seen.get(day)
+    if bucket is not None and event.id_hash in bucket:
+        return Change(deltas, duplicate=True)
+    if day > newest - cfg.dedupe_days:
+        state.seen.setdefault(day, []).append(event.id_hash)
+
+    if day <= newest - cfg.history_days:
+        # Older than the retained history: counted by the caller, but no day it could change is
+        # still maintained (aggregates are written for the recent days only).
+        return Change(deltas, beyond_history=True)
+
+    if day > state.end_day:
+        if state.end_day != NO_DAY:
+            state.active = (state.active << (day - state.end_day)) & ((1 << cfg.history_days) - 1)
+        state.end_day = day
+        _prune(state, cfg)
+
+    stats = state.day_stats.setdefault(day, [0, 0])
+    stats[0] += 1
+    _add(deltas, EVENTS, day, 1)
+    if state.first_day == NO_DAY or day < state.first_day:
+        state.first_day = day
+    state.last_ts = max(state.last_ts, event.ts)
+
+    if event.registration and (state.reg_day == NO_DAY or day < state.reg_day):
+        if state.reg_day != NO_DAY:
+            _add(deltas, NEW_USERS, state.reg_day, -1)
+        _add(deltas, NEW_USERS, day, 1)
+        state.reg_day = day
+
+    if event.activity:
+        if not is_active(state, day):
+            _add(deltas, DAU, day, 1)
+            for column, width in WINDOWS:
+                for later in range(day, day + width):
+                    if _window_empty(state, later, width):
+                        _add(deltas, column, later, 1)
+            state.active |= 1 << (state.end_day - day)
+        _add_to_sessions(state, event.ts, day, cfg.session_gap, deltas)
+    return Change(deltas)
+
+
+def _add_to_sessions(
+    state: UserState, ts: float, day: int, gap: float, deltas: dict[tuple[int, int], int]
+) -> None:
+    """Sessions are maximal runs of activity with gaps of at most `gap` seconds; an event may
+    extend one, start one, or bridge two (which then merge into one)."""
+    sessions = state.sessions
+    starts = [s.start for s in sessions]
+    i = bisect.bisect_right(starts, ts)
+    before = sessions[i - 1] if i > 0 else None
+    after = sessions[i] if i < len(sessions) else None
+    joins_before = before is not None and ts <= before.end + gap
+    joins_after = after is not None and after.start - ts <= gap
+    if joins_before and joins_after:
+        assert before is not None and after is not None
+        before.end = max(before.end, after.end)
+        _count_session(state, after.day, -1, deltas)
+        del sessions[i]
+    elif joins_before:
+        assert before is not None
+        before.end = max(before.end, ts)
+    elif joins_after:
+        assert after is not None
+        if day != after.day:
+            _count_session(state, after.day, -1, deltas)
+            _count_session(state, day, 1, deltas)
+            after.day = day
+        after.start = ts
+    else:
+        sessions.insert(i, Session(ts, ts, day))
+        _count_session(state, day, 1, deltas)
+
+
+def _count_session(state: UserState, day: int, amount: int, deltas: dict) -> None:
+    stats = state.day_stats.get(day)
+    if stats is None:
+        # A session counted on a day that has since left the history: nothing to maintain.
+        return
+    stats[1] += amount
+    _add(deltas, SESSIONS, day, amount)
+
+
+def _prune(state: UserState, cfg: StateConfig) -> None:
+    oldest_kept = state.end_day - cfg.history_days + 1
+    for day in [d for d in state.day_stats if d < oldest_kept]:
+        del state.day_stats[day]
+    dedupe_from = state.end_day - cfg.dedupe_days + 1
+    for day in [d for d in state.seen if d < dedupe_from]:
+        del state.seen[day]
+    state.sessions = [s for s in state.sessions if s.day >= dedupe_from]
+
+
+def active_days(state: UserState) -> Iterator[int]:
+    bits, k = state.active, 0
+    while bits:
+        if bits & 1:
+            yield state.end_day - k
+        bits >>= 1
+        k += 1
+
+
+def contribution(state: UserState) -> dict[tuple[int, int], int]:
+    """The user's whole share of the day aggregates, recomputed from the state alone.
+
+    Summing this over users gives the same numbers as summing every `apply` delta; recovery uses
+    it to rebuild aggregates from restored state instead of storing them separately.
+    """
+    out: dict[tuple[int, int], int] = {}
+    days = list(active_days(state))
+    for day in days:
+        out[(DAU, day)] = 1
+    for column, width in WINDOWS:
+        covered = {d + j for d in days for j in range(width)}
+        for day in covered:
+            out[(column, day)] = 1
+    if state.reg_day != NO_DAY and state.reg_day in state.day_stats:
+        out[(NEW_USERS, state.reg_day)] = 1
+    for day, (events, sessions) in state.day_stats.items():
+        if events:
+            out[(EVENTS, day)] = events
+        if sessions:
+            out[(SESSIONS, day)] = sessions
+    return out

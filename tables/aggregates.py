@@ -1,0 +1,58 @@
+"""Per-app day aggregates of one partition: sums of the users' contributions.
+
+Users are partitioned by (app, user), so each partition owns a disjoint share of every app's
+users and its sums add up across partitions (and across workers) to the exact totals. The sink
+writes each partition's absolute values; PostgreSQL sums them (DESIGN decision 3: absolute
+upserts, never increments, so replays converge).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from tables.activity import UserState, contribution
+
+COLUMNS = ("dau", "wau", "mau", "new_users", "sessions", "events")
+
+
+class DayAggregates:
+    """app → local day → [dau, wau, mau, new_users, sessions, events], plus what changed."""
+
+    def __init__(self) -> None:
+        self.days: dict[str, dict[int, list[int]]] = {}
+        self.dirty: set[tuple[str, int]] = set()
+
+    def add(self, app: str, deltas: Mapping[tuple[int, int], int]) -> None:
+        days = self.days.setdefault(app, {})
+        for (column, day), amount in deltas.items():
+            row = days.get(day)
+            if row is None:
+                row = days[day] = [0] * len(COLUMNS)
+            row[column] += amount
+            self.dirty.add((app, day))
+
+    def rebuild(self, users: Iterable[tuple[str, UserState]]) -> None:
+        """Recompute from restored user state; every resulting day is marked for writing."""
+        self.days.clear()
+        for app, state in users:
+            self.add(app, contribution(state))
+
+    def get(self, app: str, day: int) -> list[int]:
+        return list(self.days.get(app, {}).get(day, [0] * len(COLUMNS)))
+
+    def take_dirty(self, today: Mapping[str, int]) -> list[tuple[str, int, list[int]]]:
+        """Changed rows for days up to each app's current local day; later days stay pending and
+        are written when their day comes (WAU and MAU of a day exist before its first event)."""
+        rows: list[tuple[str, int, list[int]]] = []
+        for app, day in sorted(self.dirty):
+            limit = today.get(app)
+            if limit is not None and day > limit:
+                continue
+            rows.append((app, day, self.get(app, day)))
+        for app, day, _ in rows:
+            self.dirty.discard((app, day))
+        return rows
+
+    def restore_dirty(self, keys: Iterable[tuple[str, int]]) -> None:
+        """Put back rows a failed write did not store; the next flush writes current values."""
+        self.dirty.update(keys)

@@ -1,0 +1,67 @@
+"""An independent, deliberately naive recomputation of `daily_metrics` from JSONL events.
+
+It shares nothing with `tables/` on purpose: sets of active days instead of bitmaps, sorted
+timestamps instead of incremental session intervals. Tests compare the stream's results with it.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from streams.plan import Plan
+
+Row = tuple[int, int, int, int, int, int]  # dau, wau, mau, new_users, sessions, events
+
+
+def recompute(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
+              today: dict[str, date]) -> dict[tuple[str, date], Row]:
+    seen: set[tuple[str, str]] = set()
+    active: dict[tuple[str, str], set[date]] = defaultdict(set)
+    activity_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
+    registered: dict[tuple[str, str], date] = {}
+    events_per_day: dict[tuple[str, date], int] = defaultdict(int)
+    for doc in events:
+        plan = plans[doc["app"]]
+        if (doc["app"], doc["event_id"]) in seen:
+            continue
+        seen.add((doc["app"], doc["event_id"]))
+        ts = datetime.fromisoformat(doc["timestamp"])
+        day = ts.astimezone(plan.tz).date()
+        user = (doc["app"], doc["user_id"])
+        events_per_day[(doc["app"], day)] += 1
+        is_activity = doc["event"] in plan.activity_events
+        if is_activity:
+            active[user].add(day)
+            activity_times[user].append(ts)
+        reg = plan.registration
+        is_reg = (is_activity if reg.event is None else
+                  doc["event"] == reg.event and all(
+                      doc.get("properties", {}).get(k) == v for k, v in reg.where.items()))
+        if is_reg and (user not in registered or day < registered[user]):
+            registered[user] = day
+
+    rows: dict[tuple[str, date], list[int]] = defaultdict(lambda: [0] * 6)
+    for (app, _), days in active.items():
+        for day in days:
+            rows[(app, day)][0] += 1
+        for column, width in ((1, 7), (2, 30)):
+            covered = {d + timedelta(days=j) for d in days for j in range(width)}
+            for day in covered:
+                if day <= today[app]:
+                    rows[(app, day)][column] += 1
+    for (app, _), day in registered.items():
+        rows[(app, day)][3] += 1
+    for (app, user), times in activity_times.items():
+        plan = plans[app]
+        times.sort()
+        previous = None
+        for ts in times:
+            if previous is None or (ts - previous).total_seconds() > plan.session_gap_seconds:
+                rows[(app, ts.astimezone(plan.tz).date())][4] += 1
+            previous = ts
+    for key, count in events_per_day.items():
+        rows[key][5] += count
+    return {key: tuple(values) for key, values in rows.items() if any(values)}  # type: ignore[misc]
