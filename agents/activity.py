@@ -60,6 +60,8 @@ def register(p: Pipeline) -> None:
                 metrics.events_valid.labels(event.app, event.event).inc()
                 if change.beyond_history:
                     metrics.events_beyond_history.labels(event.app).inc()
+                if change.beyond_dedupe:
+                    metrics.events_beyond_dedupe.labels(event.app).inc()
                 if not event.historical:
                     metrics.event_lag.observe(max(0.0, now - event.ts))
                 agg.add(event.app, change.deltas)
@@ -81,7 +83,7 @@ def register(p: Pipeline) -> None:
                      ("pulse.app", event.app.encode())])
 
     @p.app.agent(p.events_topic, name="pulse.agents.activity")
-    async def activity(stream):  # type: ignore[no-untyped-def]
+    async def activity(stream):
         async for record in stream.events():
             await process(record.message.partition, decode_batch(record.value))
 

@@ -42,7 +42,7 @@ def register(p: Pipeline) -> None:
     partitions = p.settings.partitions
 
     @p.app.agent(p.ingest_topic, name="pulse.agents.ingest")
-    async def ingest(stream):  # type: ignore[no-untyped-def]
+    async def ingest(stream):
         async for records in stream.take_events(p.settings.ingest_batch,
                                                 within=p.settings.ingest_batch_seconds):
             now = utc_now()

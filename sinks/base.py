@@ -9,6 +9,7 @@ batch.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -87,10 +88,8 @@ class BatchingSink(ABC, Generic[K]):
         """Flush every `flush_seconds` (sooner when full), backing off while writes fail."""
         while True:
             delay = self._retry_delay or self.flush_seconds
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=delay)
-            except TimeoutError:
-                pass
             self._wake.clear()
             if await self.drain():
                 self._retry_delay = 0.0

@@ -31,6 +31,10 @@ class Metrics:
         self.events_beyond_history = Counter(
             "pulse_events_beyond_history", "Valid events older than the per-user history; "
             "counted but they change no maintained day", ["app"], registry=r)
+        self.events_beyond_dedupe = Counter(
+            "pulse_events_beyond_dedupe_window", "Valid events that arrived more than the "
+            "dedupe window after the user's newest event: not checked for duplicates",
+            ["app"], registry=r)
         self.active_users = Gauge(
             "pulse_active_users", "Active users on the current local day of the app "
             "(this worker's partitions; sum over workers)", ["app", "window"], registry=r)

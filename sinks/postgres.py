@@ -43,7 +43,7 @@ def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
                 if path.name in done:
                     continue
                 with conn.transaction():
-                    conn.execute(path.read_text(encoding="utf-8"))  # type: ignore[arg-type]
+                    conn.execute(path.read_text(encoding="utf-8"))
                     conn.execute("INSERT INTO schema_migrations (version) VALUES (%s)",
                                  (path.name,))
                 applied.append(path.name)

@@ -1,4 +1,4 @@
-"""The `pulse` command. Every command takes the settings options; each shows its PULSE_* variable."""
+"""The `pulse` command. Every command takes the settings options, each showing its PULSE_* var."""
 
 from __future__ import annotations
 
@@ -43,7 +43,8 @@ def _fail(err: PulseError) -> None:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 def main() -> None:
     """Pulse: real-time product analytics and safety stream processing."""
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    logging.basicConfig(level=logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
 
 
 @main.command()
@@ -75,7 +76,8 @@ def worker(loglevel: str, **options: Any) -> None:
 
 @main.command()
 @click.argument("file", default="-", type=click.File("rb"))
-@click.option("--historical", is_flag=True, help="mark every event as a backfill (older than 7 days allowed)")
+@click.option("--historical", is_flag=True,
+              help="mark every event as a backfill (older than 7 days allowed)")
 @click.option("--quiet", is_flag=True, help="no progress bar")
 @settings_options
 def publish(file: Any, historical: bool, quiet: bool, **options: Any) -> None:

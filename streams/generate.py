@@ -63,9 +63,9 @@ class EventFactory:
             hi = int(spec.maximum) if spec.maximum is not None else lo + 50
             return rng.randint(lo, hi)
         if kind == "number":
-            lo = spec.minimum if spec.minimum is not None else 0.0
-            hi = spec.maximum if spec.maximum is not None else lo + 100.0
-            return round(rng.uniform(lo, hi), 3)
+            low = spec.minimum if spec.minimum is not None else 0.0
+            high = spec.maximum if spec.maximum is not None else low + 100.0
+            return round(rng.uniform(low, high), 3)
         if kind == "boolean":
             return rng.random() < 0.5
         if kind == "datetime":
@@ -180,17 +180,19 @@ def generate(plan: Plan, options: GenOptions) -> Iterator[dict[str, Any]]:
 
 def _deliver(events: list[dict[str, Any]], options: GenOptions,
              rng: random.Random) -> list[dict[str, Any]]:
-    """Move a fraction of events later in the stream and repeat another fraction."""
+    """Delivery order: by event time, except late events, which arrive up to two days after they
+    happened (well inside the 7-day lateness window), and duplicates, delivered again up to six
+    hours after the first copy (a retrying SDK)."""
     if not options.late_fraction and not options.duplicate_fraction:
         return events
     out: list[tuple[float, int, dict[str, Any]]] = []
     for position, event in enumerate(events):
-        key = float(position)
+        delivered = datetime.fromisoformat(event["timestamp"]).timestamp()
         if rng.random() < options.late_fraction:
-            key += rng.uniform(10, 500)  # arrives after up to a few hundred later events
-        out.append((key, position, event))
+            delivered += rng.uniform(300, 2 * 86400)
+        out.append((delivered, position, event))
         if rng.random() < options.duplicate_fraction:
-            out.append((key + rng.uniform(1, 200), position, event))
+            out.append((delivered + rng.uniform(1, 6 * 3600), position, event))
     out.sort(key=lambda item: (item[0], item[1]))
     return [event for _, _, event in out]
 

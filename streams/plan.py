@@ -23,7 +23,9 @@ from streams.errors import PlanError
 
 PLANS_DIR = Path(__file__).parent / "plans"
 
-PropertyType = Literal["string", "integer", "number", "boolean", "datetime", "date", "array", "object"]
+PropertyType = Literal[
+    "string", "integer", "number", "boolean", "datetime", "date", "array", "object"
+]
 Actor = Literal["user", "server", "system", "operator"]
 Scalar = str | int | float | bool
 
@@ -152,10 +154,10 @@ class _Located:
                         child = value
                         best = key.start_mark.line + 1
                         break
-            elif isinstance(node, yaml.SequenceNode) and isinstance(part, int):
-                if 0 <= part < len(node.value):
-                    child = node.value[part]
-                    best = child.start_mark.line + 1
+            elif (isinstance(node, yaml.SequenceNode) and isinstance(part, int)
+                  and 0 <= part < len(node.value)):
+                child = node.value[part]
+                best = child.start_mark.line + 1
             if child is None:
                 break
             node = child
@@ -187,7 +189,8 @@ def _properties(
     raw: Any, loc: _Located, path: tuple[str, ...], file: str
 ) -> dict[str, PropertySpec]:
     if not isinstance(raw, dict):
-        raise PlanError(file, loc.line(*path), f"{'.'.join(path)}: expected a mapping of properties")
+        raise PlanError(file, loc.line(*path),
+                        f"{'.'.join(path)}: expected a mapping of properties")
     out: dict[str, PropertySpec] = {}
     for name, spec in raw.items():
         if not isinstance(name, str) or not _PROPERTY_NAME.match(name):
@@ -235,7 +238,8 @@ def load_plan(path: Path) -> Plan:
     events: dict[str, EventSpec] = {}
     for name, raw in spec.events.items():
         if not isinstance(name, str) or not _NAME.match(name):
-            raise PlanError(file, loc.line("events", str(name)), f"event {name!r} must be snake_case")
+            raise PlanError(file, loc.line("events", str(name)),
+                            f"event {name!r} must be snake_case")
         if raw is None:
             raw = {}
         if not isinstance(raw, dict):

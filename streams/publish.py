@@ -71,7 +71,9 @@ class Publisher:
         return self.producer.flush(timeout)
 
 
-def records_from_lines(lines: Iterable[bytes], historical: bool) -> Iterator[tuple[bytes, bytes | None]]:
+def records_from_lines(
+    lines: Iterable[bytes], historical: bool
+) -> Iterator[tuple[bytes, bytes | None]]:
     """(value, key) per non-empty line. With `historical`, each event is marked as a backfill;
     a line that is not a JSON object is sent unchanged so the worker dead-letters it."""
     for line in lines:
@@ -99,8 +101,7 @@ def publish_file(bootstrap: str, topic: str, stream: IO[bytes], historical: bool
                  total: int | None = None, show_progress: bool = True) -> PublishSummary:
     publisher = Publisher(bootstrap, topic)
     columns = (TextColumn("publishing"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
-    with Progress(*columns, disable=not show_progress, transient=False,
-                  console=None if show_progress else None) as progress:
+    with Progress(*columns, disable=not show_progress) as progress:
         task = progress.add_task("publish", total=total)
         for count, (value, key) in enumerate(records_from_lines(stream, historical), 1):
             publisher.send(value, key)
@@ -128,7 +129,8 @@ def run_demo(bootstrap: str, topic: str, plans: dict[str, Plan], users: int = 30
         for event in live_session(plan, rng, users, now):
             if rng.random() < 0.01:
                 event = _spoil(event, rng)
-            publisher.send(orjson.dumps(event), f"{event.get('app')}\x1f{event.get('user_id')}".encode())
+            key = f"{event.get('app')}\x1f{event.get('user_id')}".encode()
+            publisher.send(orjson.dumps(event), key)
             sent += 1
         # Pace to the target rate.
         ahead = sent / rate - (time.monotonic() - started)

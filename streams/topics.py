@@ -49,9 +49,9 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
     ]
 
 
-async def create_topics(bootstrap: str, settings: Settings, timeout: float = 30.0) -> list[str]:
+async def create_topics(bootstrap: str, settings: Settings, wait: float = 30.0) -> list[str]:
     """Create every missing topic; return the names created."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(wait * 1000))
     await admin.start()
     try:
         existing = set(await admin.list_topics())
@@ -67,7 +67,7 @@ async def create_topics(bootstrap: str, settings: Settings, timeout: float = 30.
             except TopicAlreadyExistsError:
                 pass  # another worker created it between list and create
         # Metadata of new topics can take a moment to show on every broker connection.
-        deadline = asyncio.get_running_loop().time() + timeout
+        deadline = asyncio.get_running_loop().time() + wait
         while created and not set(created) <= set(await admin.list_topics()):
             if asyncio.get_running_loop().time() > deadline:
                 break

@@ -118,7 +118,8 @@ def _validate_one(
     plan = plans.get(app_name) if isinstance(app_name, str) else None
     for key in doc:
         if key not in _ENVELOPE:
-            reasons.append(f"unknown_field: envelope field {str(key)[:40]!r} (put it in properties)")
+            reasons.append(
+                f"unknown_field: envelope field {str(key)[:40]!r} (put it in properties)")
     for key in ("event_id", "app", "event", "user_id", "timestamp"):
         value = doc.get(key)
         if value is None:
@@ -234,7 +235,8 @@ def _check_property(
             reasons.append(f"out_of_range: properties.{name}={value} below {prop.minimum}")
         if prop.maximum is not None and value > prop.maximum:
             reasons.append(f"out_of_range: properties.{name}={value} above {prop.maximum}")
-    if prop.max_length is not None and isinstance(value, str | list) and len(value) > prop.max_length:
+    too_long = prop.max_length is not None and isinstance(value, str | list)
+    if too_long and len(value) > prop.max_length:  # type: ignore[operator]
         reasons.append(f"too_long: properties.{name} longer than {prop.max_length}")
     if prop.type == "array" and prop.items is not None:
         assert isinstance(value, list)

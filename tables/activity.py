@@ -63,6 +63,9 @@ class Change:
     deltas: dict[tuple[int, int], int]
     duplicate: bool = False
     beyond_history: bool = False
+    # Arrived more than `dedupe_days` after the user's newest day: its id could not be checked
+    # and a session it belonged to may be gone, so it may count twice (counted, never silent).
+    beyond_dedupe: bool = False
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -79,7 +82,7 @@ def decode_state(data: bytes) -> UserState:
 
 def is_active(state: UserState, day: int) -> bool:
     k = state.end_day - day
-    return state.end_day != NO_DAY and 0 <= k and bool((state.active >> k) & 1)
+    return state.end_day != NO_DAY and k >= 0 and bool((state.active >> k) & 1)
 
 
 def _window_empty(state: UserState, last_day: int, width: int) -> bool:
@@ -110,13 +113,14 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
     bucket = state.seen.get(day)
     if bucket is not None and event.id_hash in bucket:
         return Change(deltas, duplicate=True)
-    if day > newest - cfg.dedupe_days:
+    beyond_dedupe = day <= newest - cfg.dedupe_days
+    if not beyond_dedupe:
         state.seen.setdefault(day, []).append(event.id_hash)
 
     if day <= newest - cfg.history_days:
         # Older than the retained history: counted by the caller, but no day it could change is
         # still maintained (aggregates are written for the recent days only).
-        return Change(deltas, beyond_history=True)
+        return Change(deltas, beyond_history=True, beyond_dedupe=True)
 
     if day > state.end_day:
         if state.end_day != NO_DAY:
@@ -146,7 +150,7 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
                         _add(deltas, column, later, 1)
             state.active |= 1 << (state.end_day - day)
         _add_to_sessions(state, event.ts, day, cfg.session_gap, deltas)
-    return Change(deltas)
+    return Change(deltas, beyond_dedupe=beyond_dedupe)
 
 
 def _add_to_sessions(

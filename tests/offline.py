@@ -54,7 +54,7 @@ def recompute(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
                     rows[(app, day)][column] += 1
     for (app, _), day in registered.items():
         rows[(app, day)][3] += 1
-    for (app, user), times in activity_times.items():
+    for (app, _user), times in activity_times.items():
         plan = plans[app]
         times.sort()
         previous = None

@@ -1,0 +1,217 @@
+"""Real embedded services for the integration tests, and helpers to run Pulse processes on them.
+
+One set of services per test session; each test gets its own database, topics and consumer
+group (a unique suffix), so tests never see each other's data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+import psycopg
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from prometheus_client.parser import text_string_to_metric_families
+
+from streams.embedded import EmbeddedServices, ServiceAddresses
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str,
+             interval: float = 0.25) -> Any:
+    """Poll until `condition()` is truthy; fail with `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+        time.sleep(interval)
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceAddresses]:
+    embedded = EmbeddedServices(tmp_path_factory.mktemp("services") / ".pulse")
+    addresses = embedded.start(timeout=120)
+    try:
+        yield addresses
+    finally:
+        embedded.stop()
+
+
+@dataclass
+class Worker:
+    """A `pulse worker` process of one test."""
+
+    env: dict[str, str]
+    state_dir: Path
+    log: Path
+    proc: subprocess.Popen | None = None
+
+    def start(self) -> Worker:
+        out = open(self.log, "ab")  # noqa: SIM115 - the child owns it
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"],
+            env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def metrics_port(self) -> int:
+        record = self.state_dir / "workers" / f"{self.pid}.json"
+
+        def port() -> int | None:
+            assert self.proc is not None
+            if self.proc.poll() is not None:
+                raise AssertionError(f"worker exited: {self.log.read_text()[-3000:]}")
+            return orjson.loads(record.read_bytes())["metrics_port"] if record.exists() else None
+
+        return int(wait_for(port, 60, "the worker's /metrics port"))
+
+    def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+        url = f"http://127.0.0.1:{self.metrics_port()}/metrics"
+        with urllib.request.urlopen(url, timeout=5) as response:
+            text = response.read().decode()
+        out: dict[tuple[str, tuple[tuple[str, str], ...]], float] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+        return out
+
+    def total(self, name: str, **labels: str) -> float:
+        """Sum of a metric's samples whose labels include `labels`."""
+        return sum(value for (metric, sample_labels), value in self.metrics().items()
+                   if metric == name and set(labels.items()) <= set(sample_labels))
+
+    def stop(self) -> None:
+        if self.proc is None or self.proc.poll() is not None:
+            return
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            self.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait()
+
+
+@dataclass
+class PulseEnv:
+    """Settings of one test: its database, topics, group and state directory."""
+
+    addresses: ServiceAddresses
+    suffix: str
+    tmp: Path
+    env: dict[str, str] = field(default_factory=dict)
+    workers: list[Worker] = field(default_factory=list)
+
+    @property
+    def database_url(self) -> str:
+        return self.env["PULSE_DATABASE_URL"]
+
+    def worker(self) -> Worker:
+        worker = Worker(self.env, Path(self.env["PULSE_STATE_DIR"]),
+                        self.tmp / f"worker-{len(self.workers)}.log")
+        self.workers.append(worker)
+        return worker.start()
+
+    def cli(self, *args: str, stdin: bytes | None = None) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "streams.cli", *args], env=self.env,
+                                cwd=REPO, input=stdin, capture_output=True, timeout=300)
+        assert result.returncode == 0, result.stderr.decode()[-3000:]
+        return result
+
+    def rows(self) -> dict[tuple[str, Any], tuple[int, ...]]:
+        """daily_metrics as {(app, day): (dau, wau, mau, new_users, sessions, events)}; empty
+        until the worker has created the schema."""
+        with psycopg.connect(self.database_url) as conn:
+            exists = conn.execute("SELECT to_regclass('daily_metrics')").fetchone()
+            if exists is None or exists[0] is None:
+                return {}
+            return {(app, day): tuple(values) for app, day, *values in conn.execute(
+                "SELECT app, day, dau, wau, mau, new_users, sessions, events FROM daily_metrics")}
+
+    def deadletters(self, expected: int, timeout: float = 60) -> list[Any]:
+        return asyncio.run(_read_topic(self.addresses.kafka_bootstrap,
+                                       self.env["PULSE_DEADLETTER_TOPIC"], expected, timeout))
+
+
+async def _read_topic(bootstrap: str, topic: str, expected: int, timeout: float) -> list[Any]:
+    """Every record of `topic` from the beginning, once at least `expected` have arrived (and a
+    short quiet period found no more, so an excess is visible too)."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
+        if not partitions:
+            await consumer.force_metadata_update()
+            partitions = [TopicPartition(topic, p)
+                          for p in consumer.partitions_for_topic(topic) or []]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[Any] = []
+        deadline = time.monotonic() + timeout
+        quiet_until = None
+        while time.monotonic() < deadline:
+            batch = await consumer.getmany(timeout_ms=500)
+            for items in batch.values():
+                records.extend(items)
+            if len(records) >= expected:
+                if quiet_until is None:
+                    quiet_until = time.monotonic() + 2
+                elif time.monotonic() > quiet_until:
+                    break
+        return records
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+def pulse_env(services: ServiceAddresses, tmp_path: Path) -> Iterator[PulseEnv]:
+    suffix = uuid.uuid4().hex[:10]
+    database = f"test_{suffix}"
+    with psycopg.connect(services.database_url, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{database}"')
+    base = services.database_url.rsplit("/", 1)[0]
+    state = tmp_path / "state"
+    env = {
+        **os.environ,
+        "PULSE_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
+        "PULSE_DATABASE_URL": f"{base}/{database}",
+        "PULSE_REDIS_URL": services.redis_url,
+        "PULSE_STATE_DIR": str(state),
+        "PULSE_APP_ID": f"pulse-{suffix}",
+        "PULSE_INGEST_TOPIC": f"ingest-{suffix}",
+        "PULSE_EVENTS_TOPIC": f"events-{suffix}",
+        "PULSE_DEADLETTER_TOPIC": f"deadletters-{suffix}",
+        "PULSE_METRICS_PORT": "0",
+        "PULSE_PARTITIONS": "4",
+        "PULSE_SINK_FLUSH_SECONDS": "0.2",
+    }
+    pulse = PulseEnv(services, suffix, tmp_path, env)
+    try:
+        yield pulse
+    finally:
+        for worker in pulse.workers:
+            worker.stop()

@@ -1,0 +1,179 @@
+"""End to end on the real embedded broker and PostgreSQL: generated traffic in, exact daily
+metrics out; invalid records dead-lettered with reasons; a killed worker loses nothing."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+
+from streams.plan import load_plans
+from tests.integration.conftest import PulseEnv, wait_for
+from tests.offline import recompute
+
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
+PLANS = load_plans()
+
+
+def today() -> dict[str, date]:
+    return {app: datetime.now(plan.tz).date() for app, plan in PLANS.items()}
+
+
+def expected_rows(events: list[dict[str, Any]]) -> dict[tuple[str, date], tuple[int, ...]]:
+    return recompute(events, PLANS, today())
+
+
+def nonzero(rows: dict[tuple[str, Any], tuple[int, ...]]) -> dict[tuple[str, Any], tuple[int, ...]]:
+    return {key: values for key, values in rows.items() if any(values)}
+
+
+def generate(pulse: PulseEnv, path: Path, *args: str) -> list[dict[str, Any]]:
+    pulse.cli("generate", "--app", "all", "--out", str(path), *args)
+    return [orjson.loads(line) for line in path.read_bytes().splitlines()]
+
+
+def wait_until_metrics_match(pulse: PulseEnv, expected: dict, timeout: float = 240) -> None:
+    def matches() -> bool:
+        return nonzero(pulse.rows()) == expected
+
+    try:
+        wait_for(matches, timeout, "daily_metrics to equal the offline recomputation", 1.0)
+    except AssertionError:
+        got = nonzero(pulse.rows())
+        diff = {k: (expected.get(k), got.get(k)) for k in set(expected) | set(got)
+                if expected.get(k) != got.get(k)}
+        raise AssertionError(f"{len(diff)} rows differ, e.g. {sorted(diff.items())[:5]}") from None
+
+
+def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_path: Path) -> None:
+    """35 days (so MAU windows fill) of five apps, with late and duplicate deliveries."""
+    events = generate(pulse_env, tmp_path / "history.jsonl", "--users", "60", "--days", "35",
+                      "--seed", "11", "--late", "0.03", "--duplicates", "0.03")
+    ids = [(e["app"], e["event_id"]) for e in events]
+    duplicates = len(ids) - len(set(ids))
+    assert duplicates > 0  # the generator did deliver duplicates
+    expected = expected_rows(events)
+    assert {app for app, _ in expected} == set(PLANS)
+
+    pulse_env.cli("topics", "create")
+    published = pulse_env.cli("publish", "--historical", "--quiet", str(tmp_path / "history.jsonl"))
+    assert f"sent {len(events)}, failed 0" in published.stdout.decode()
+    worker = pulse_env.worker()
+    wait_until_metrics_match(pulse_env, expected)
+
+    # Counts reconcile: every consumed event is valid or a dropped duplicate.
+    assert worker.total("pulse_events_consumed_total") == len(events)
+    assert worker.total("pulse_events_valid_total") == len(events) - duplicates
+    assert worker.total("pulse_events_duplicate_total") == duplicates
+    assert worker.total("pulse_events_rejected_total") == 0
+    # The live gauge of the current day equals the PostgreSQL row of today.
+    rows = pulse_env.rows()
+    for app, day in today().items():
+        dau, wau, mau = rows.get((app, day), (0, 0, 0))[:3]
+        assert worker.total("pulse_active_users", app=app, window="mau") == mau
+        assert worker.total("pulse_active_users", app=app, window="wau") == wau
+        assert worker.total("pulse_active_users", app=app, window="dau") == dau
+
+
+BAD_RECORDS: list[tuple[bytes, str]] = [
+    (b"{not json", "invalid_json"),
+    (b'{"event_id":"x1","app":"nope","event":"e","user_id":"u","timestamp":"2026-01-01T00:00:00Z"}',
+     "unknown_app"),
+    (b"[]", "empty_batch"),
+    (b"42", "not_an_object"),
+    (b"x" * (64 * 1024 + 1), "record_too_large"),
+]
+
+
+def _bad_from(valid: dict[str, Any]) -> list[tuple[bytes, str]]:
+    """Realistic mistakes made from a valid event (each with a fresh event id)."""
+    def variant(suffix: str, **changes: Any) -> dict[str, Any]:
+        return {**valid, "event_id": valid["event_id"] + suffix, **changes}
+
+    no_offset = variant("-a", timestamp=valid["timestamp"][:19])
+    unknown = variant("-b", event="legacy_event")
+    message = variant("-c", properties={**valid["properties"], "message": "hello"})
+    return [
+        (orjson.dumps(no_offset), "bad_timestamp"),
+        (orjson.dumps(unknown), "unknown_event"),
+        (orjson.dumps(message), "forbidden_property"),
+    ]
+
+
+def test_mixed_stream_reconciles_with_dead_letters(pulse_env: PulseEnv, tmp_path: Path) -> None:
+    events = generate(pulse_env, tmp_path / "valid.jsonl", "--users", "15", "--days", "5",
+                      "--seed", "3")
+    bad = list(BAD_RECORDS)
+    for event in events[:: max(1, len(events) // 10)]:
+        bad.extend(_bad_from(event))
+    duplicates = events[:25]
+    # One array record: two valid events and one bad one in the middle.
+    array_valid = [dict(events[0], event_id="arr-1"), dict(events[1], event_id="arr-2")]
+    array_bad = dict(events[2], event_id="arr-bad", user_id="")
+    array = orjson.dumps([array_valid[0], array_bad, array_valid[1]])
+    lines = [orjson.dumps(e) for e in events] + [b for b, _ in bad] + \
+        [orjson.dumps(e) for e in duplicates] + [array]
+    (tmp_path / "mixed.jsonl").write_bytes(b"\n".join(lines) + b"\n")
+
+    pulse_env.cli("topics", "create")
+    pulse_env.cli("publish", "--quiet", str(tmp_path / "mixed.jsonl"))
+    worker = pulse_env.worker()
+
+    valid_count = len(events) + len(array_valid)
+    rejected_count = len(bad) + 1
+    consumed = valid_count + rejected_count + len(duplicates)
+    wait_for(lambda: worker.total("pulse_events_consumed_total") == consumed and
+             worker.total("pulse_events_valid_total") + worker.total(
+                 "pulse_events_duplicate_total") == valid_count + len(duplicates),
+             120, "every event to be consumed and applied")
+    assert worker.total("pulse_events_valid_total") == valid_count
+    assert worker.total("pulse_events_duplicate_total") == len(duplicates)
+    assert worker.total("pulse_events_rejected_total") == rejected_count
+
+    letters = pulse_env.deadletters(rejected_count)
+    assert len(letters) == rejected_count
+    by_value = {}
+    for record in letters:
+        headers = {k: v for k, v in record.headers}
+        assert headers["pulse.source.topic"].decode() == pulse_env.env["PULSE_INGEST_TOPIC"]
+        assert int(headers["pulse.source.offset"]) >= 0
+        assert orjson.loads(headers["pulse.reasons"])  # at least one reason, in words
+        by_value[record.value] = headers
+    for payload, reason in bad:
+        assert payload in by_value, f"{reason} record missing from the dead letters"
+        assert by_value[payload]["pulse.reason"].decode() == reason
+    array_letter = by_value[orjson.dumps(array_bad)]
+    assert array_letter["pulse.reason"] == b"bad_field"
+    assert array_letter["pulse.source.index"] == b"1"
+    for reason_code in ("forbidden_property", "unknown_event"):
+        assert worker.total("pulse_events_rejected_total", reason=reason_code) == sum(
+            1 for _, r in bad if r == reason_code)
+
+    # What reached PostgreSQL is exactly the valid, deduplicated part.
+    wait_until_metrics_match(pulse_env, expected_rows(events + array_valid), timeout=60)
+
+
+def test_worker_killed_mid_stream_loses_and_double_counts_nothing(
+    pulse_env: PulseEnv, tmp_path: Path
+) -> None:
+    events = generate(pulse_env, tmp_path / "all.jsonl", "--users", "80", "--days", "20",
+                      "--seed", "21")
+    half = len(events) // 2
+    (tmp_path / "first.jsonl").write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events[:half]))
+    (tmp_path / "second.jsonl").write_bytes(
+        b"".join(orjson.dumps(e) + b"\n" for e in events[half:]))
+
+    pulse_env.cli("topics", "create")
+    pulse_env.cli("publish", "--historical", "--quiet", str(tmp_path / "first.jsonl"))
+    first = pulse_env.worker()
+    # Kill it hard while it is busy: some state written, some offsets not yet committed.
+    wait_for(lambda: first.total("pulse_events_valid_total") >= half // 3, 120,
+             "the first worker to apply a third of the first half")
+    first.kill()
+
+    pulse_env.cli("publish", "--historical", "--quiet", str(tmp_path / "second.jsonl"))
+    pulse_env.worker()
+    wait_until_metrics_match(pulse_env, expected_rows(events), timeout=300)

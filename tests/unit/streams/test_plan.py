@@ -1,0 +1,192 @@
+"""Tracking-plan loader: the bundled plans and the file:line errors of broken ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from streams.errors import PlanError
+from streams.plan import load_plan, load_plans
+
+# A small valid plan; the line numbers in the comments are the ones the cases below refer to.
+BASE_LINES = [
+    "app: demo",                                   # 1
+    "title: Demo",                                 # 2
+    'seed: "999"',                                 # 3
+    "timezone: Europe/Moscow",                     # 4
+    "registration:",                               # 5
+    "  event: signup",                             # 6
+    "  where: {is_new: true}",                     # 7
+    "activity:",                                   # 8
+    "  events: [signup, view]",                    # 9
+    "events:",                                     # 10
+    "  signup:",                                   # 11
+    "    actor: user",                             # 12
+    "    properties:",                             # 13
+    "      is_new: {type: boolean, required: true}",  # 14
+    "  view:",                                     # 15
+    "    actor: user",                             # 16
+    "    properties:",                             # 17
+    "      kind: {type: string, enum: [a, b]}",    # 18
+    "  crash:",                                    # 19
+    "    actor: server",                           # 20
+]
+
+
+def plan_text(replace: dict[int, str] | None = None) -> str:
+    """BASE with whole lines (1-based) replaced; a replacement may span several lines."""
+    lines = list(BASE_LINES)
+    for number, text in (replace or {}).items():
+        lines[number - 1] = text
+    return "\n".join(lines) + "\n"
+
+
+def write_plan(directory: Path, text: str, name: str = "demo") -> Path:
+    path = directory / f"{name}.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# ---- bundled plans -------------------------------------------------------------------------
+
+PLANS = load_plans()
+
+
+def test_every_bundled_plan_loads_keyed_by_app() -> None:
+    assert set(PLANS) == {"cryptorebate", "emotional_balance", "onepercent", "ton18",
+                          "vkusvill_bot"}
+    for app, plan in PLANS.items():
+        assert plan.app == app
+        assert Path(plan.path).name == f"{app}.yaml"
+
+
+@pytest.mark.parametrize(("app", "zone"), [
+    ("emotional_balance", "Europe/Moscow"),
+    ("onepercent", "Europe/Moscow"),
+    ("vkusvill_bot", "Europe/Moscow"),
+    ("cryptorebate", "UTC"),
+    ("ton18", "UTC"),
+])
+def test_bundled_timezones(app: str, zone: str) -> None:
+    assert PLANS[app].timezone == zone
+    assert PLANS[app].tz.key == zone
+
+
+def test_onepercent_counts_only_session_start_and_has_no_registration_event() -> None:
+    plan = PLANS["onepercent"]
+    assert plan.activity_events == frozenset({"session_start"})
+    assert plan.registration.event is None
+
+
+@pytest.mark.parametrize(("app", "event", "where"), [
+    ("emotional_balance", "user_registered", {}),
+    ("cryptorebate", "user_signed_up", {}),
+    ("ton18", "signup_completed", {}),
+    ("vkusvill_bot", "bot_start", {"is_new_user": True}),
+])
+def test_bundled_registration_events(app: str, event: str, where: dict) -> None:
+    reg = PLANS[app].registration
+    assert reg.event == event
+    assert reg.where == where
+
+
+def test_vkusvill_registration_requires_new_user_flag() -> None:
+    plan = PLANS["vkusvill_bot"]
+    assert plan.is_registration("bot_start", {"is_new_user": True, "source": "vc"})
+    assert not plan.is_registration("bot_start", {"is_new_user": False})
+    assert not plan.is_registration("bot_start", {})
+    assert not plan.is_registration("session_start", {"is_new_user": True})
+
+
+@pytest.mark.parametrize("app", sorted(PLANS))
+def test_no_server_system_or_operator_event_counts_as_activity(app: str) -> None:
+    plan = PLANS[app]
+    actors = {name: plan.events[name].actor for name in plan.activity_events}
+    assert actors and set(actors.values()) == {"user"}
+
+
+def test_activity_null_means_every_user_event() -> None:
+    plan = PLANS["vkusvill_bot"]
+    assert plan.activity_events == frozenset(
+        {"bot_start", "cart_created", "cart_limit_reached", "session_start",
+         "survey_completed", "product_search"})
+    assert "bot_error" not in plan.activity_events
+
+
+@pytest.mark.parametrize(("app", "count"), [
+    ("cryptorebate", 26), ("vkusvill_bot", 7), ("onepercent", 15),
+])
+def test_bundled_event_counts(app: str, count: int) -> None:
+    assert len(PLANS[app].events) == count
+
+
+# ---- broken plans ----------------------------------------------------------------------------
+
+def test_base_plan_is_valid(tmp_path: Path) -> None:
+    plan = load_plan(write_plan(tmp_path, plan_text()))
+    assert plan.activity_events == frozenset({"signup", "view"})
+    assert plan.session_gap_seconds == 1800
+    assert plan.events["view"].properties["kind"].enum == ["a", "b"]
+    assert plan.is_registration("signup", {"is_new": True})
+
+
+XFAIL_UNKNOWN_KEY_LINE = pytest.mark.xfail(
+    strict=True, reason="BUG: an unknown top-level key is reported at line 1, not at its line")
+XFAIL_SERVER_ACTIVITY_LINE = pytest.mark.xfail(
+    strict=True, reason="BUG: a server event listed in activity.events is reported at the "
+                        "`activity:` line, not at the list that names it")
+XFAIL_FORBIDDEN_STANDARD = pytest.mark.xfail(
+    strict=True, reason="BUG: a forbidden name declared in standard_properties is accepted "
+                        "(only event properties are checked); every event carrying it is rejected")
+
+BROKEN = [
+    pytest.param({2: "title: Demo: Two"}, 2, "YAML syntax", id="yaml-syntax"),
+    pytest.param({3: 'seed: "999"\ncolour: red'}, 4, "unknown field `colour`",
+                 id="unknown-top-level-key", marks=XFAIL_UNKNOWN_KEY_LINE),
+    pytest.param({18: "      kind: {type: strin}"}, 18, "'strin'", id="bad-property-type"),
+    pytest.param({14: "      is_new: {type: boolean, requird: true}"}, 14,
+                 "unknown field `requird`", id="unknown-key-in-property"),
+    pytest.param({6: "  event: sign_up"}, 6, "registration event 'sign_up' is not an event",
+                 id="registration-not-an-event"),
+    pytest.param({9: "  events: [signup, pong]"}, 9, "activity event 'pong' is not an event",
+                 id="activity-not-an-event"),
+    pytest.param({9: "  events: [signup, crash]"}, 9,
+                 "crash is a server event and cannot count as activity",
+                 id="activity-server-event", marks=XFAIL_SERVER_ACTIVITY_LINE),
+    pytest.param({4: "timezone: Mars/Olympus"}, 4, "unknown time zone 'Mars/Olympus'",
+                 id="unknown-timezone"),
+    pytest.param({1: "app: other"}, 1, "app 'other' must match the file name",
+                 id="app-not-file-name"),
+    pytest.param({18: "      message: {type: string}"}, 18, "property 'message' is forbidden",
+                 id="forbidden-property"),
+    pytest.param({4: "timezone: UTC\nstandard_properties:\n  message: {type: string}"}, 6,
+                 "'message' is forbidden", id="forbidden-standard-property",
+                 marks=XFAIL_FORBIDDEN_STANDARD),
+    pytest.param({7: "  where: {is_new: true, fresh: true}"}, 7,
+                 "registration.where: signup has no property 'fresh'",
+                 id="where-key-not-a-property"),
+]
+
+
+@pytest.mark.parametrize(("replace", "line", "problem"), BROKEN)
+def test_broken_plan_names_file_and_line(
+    tmp_path: Path, replace: dict[int, str], line: int, problem: str
+) -> None:
+    path = write_plan(tmp_path, plan_text(replace))
+    with pytest.raises(PlanError) as info:
+        load_plan(path)
+    err = info.value
+    assert str(err).startswith(f"{path}:{line}:"), str(err)
+    assert problem in str(err)
+    assert (err.path, err.line) == (str(path), line)
+
+
+def test_same_app_in_two_files_is_rejected(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = write_plan(tmp_path / "a", plan_text())
+    second = write_plan(tmp_path / "b", plan_text())
+    with pytest.raises(PlanError, match="app 'demo' is defined twice") as info:
+        load_plans([first, second])
+    assert str(info.value).startswith(f"{second}: ")
