@@ -100,7 +100,7 @@ def register(p: Pipeline) -> None:
                 buckets[part].append((app, decode_state(raw)))
         p.aggregates.clear()
         for part, users in buckets.items():
-            aggregates_for(part).rebuild(users)
+            aggregates_for(part).rebuild(users, p.settings.history_days)
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
         metrics.partitions_owned.set(len(owned))
@@ -112,8 +112,10 @@ def register(p: Pipeline) -> None:
         """Hand changed rows to the sink and refresh the live gauges."""
         now = utc_now()
         today = p.today(now)
+        # One MAU window short of the history, plus a day for events just past midnight.
+        maintained = p.settings.history_days - 31
         for part, agg in list(p.aggregates.items()):
-            for app, day, values in agg.take_dirty(today):
+            for app, day, values in agg.take_dirty(today, maintained):
                 p.sink.put((app, day, part), values)
         for app, day in today.items():
             totals = [0, 0, 0]

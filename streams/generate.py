@@ -53,7 +53,7 @@ class EventFactory:
             return hashlib.sha256(f"{self.plan.app}:user:{n}".encode()).hexdigest()[:32]
         return str(100000 + n)
 
-    def value(self, name: str, spec: PropertySpec) -> Any:
+    def value(self, name: str, spec: PropertySpec, ts: datetime) -> Any:
         rng = self.rng
         if spec.enum:
             return rng.choice(spec.enum)
@@ -69,25 +69,25 @@ class EventFactory:
         if kind == "boolean":
             return rng.random() < 0.5
         if kind == "datetime":
-            return datetime.now(UTC).replace(microsecond=0).isoformat()
+            return ts.astimezone(UTC).replace(microsecond=0).isoformat()
         if kind == "date":
-            return datetime.now(UTC).date().isoformat()
+            return ts.date().isoformat()
         if kind == "array":
             item = PropertySpec(type=spec.items or "string")
-            return [self.value(name, item) for _ in range(rng.randint(1, 3))]
+            return [self.value(name, item, ts) for _ in range(rng.randint(1, 3))]
         if kind == "object":
             return {}
         text = f"{name}_{rng.randint(1, 20)}"
         limit = spec.max_length or 32
         return text[:limit]
 
-    def properties(self, event: str, registration: bool) -> dict[str, Any]:
+    def properties(self, event: str, registration: bool, ts: datetime) -> dict[str, Any]:
         spec = self.plan.events[event]
         props: dict[str, Any] = {}
         for name, prop in {**self.plan.standard_properties, **spec.properties}.items():
             if prop.required or self.rng.random() < 0.5:
                 props[name] = None if prop.nullable and self.rng.random() < 0.1 else \
-                    self.value(name, prop)
+                    self.value(name, prop, ts)
         if registration:
             props.update(self.plan.registration.where)
         elif event == self.plan.registration.event:
@@ -102,7 +102,7 @@ class EventFactory:
         self.counter += 1
         digest = hashlib.blake2b(f"{self.plan.app}:{self.rng.random()}:{self.counter}".encode(),
                                  digest_size=16).hexdigest()
-        properties = self.properties(name, registration)
+        properties = self.properties(name, registration, ts)
         platform = properties.get("platform")
         doc: dict[str, Any] = {
             "event_id": digest,

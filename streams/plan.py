@@ -180,6 +180,9 @@ def _convert(data: Any, kind: type, loc: _Located, path: tuple[str | int, ...], 
         return msgspec.convert(data, kind)
     except msgspec.ValidationError as err:
         inner = _msgspec_field(err)
+        unknown = re.match(r"Object contains unknown field `([^`]+)`", str(err))
+        if unknown:
+            inner.append(unknown.group(1))
         where = ".".join(str(p) for p in (*path, *inner)) or "(top level)"
         problem = str(err).split(" - at ")[0]
         raise PlanError(file, loc.line(*path, *inner), f"{where}: {problem}") from None
@@ -249,15 +252,16 @@ def load_plan(path: Path) -> Plan:
         events[name] = msgspec.structs.replace(event, properties=props)
 
     forbidden = frozenset(spec.privacy.forbidden_properties)
-    for name, event in events.items():
-        for prop in event.properties:
-            if prop in forbidden:
-                raise PlanError(
-                    file,
-                    loc.line("events", name, "properties", prop),
-                    f"event {name}: property {prop!r} is forbidden free text or PII "
-                    "(privacy.forbidden_properties); send an aggregate such as its length",
-                )
+    named: list[tuple[tuple[str, ...], str, str]] = [
+        (("standard_properties", prop), "standard properties", prop) for prop in standard]
+    named += [(("events", name, "properties", prop), f"event {name}", prop)
+              for name, event in events.items() for prop in event.properties]
+    for key_path, owner, prop in named:
+        if prop in forbidden:
+            raise PlanError(
+                file, loc.line(*key_path),
+                f"{owner}: property {prop!r} is forbidden free text or PII "
+                "(privacy.forbidden_properties); send an aggregate such as its length")
 
     reg = spec.registration
     if reg.event is not None:
@@ -280,9 +284,9 @@ def load_plan(path: Path) -> Plan:
         activity = frozenset(n for n, e in events.items() if e.actor == "user")
     if not activity:
         raise PlanError(file, loc.line("activity"), "no event counts as activity")
-    for name in activity:
+    for i, name in enumerate(spec.activity.events or []):
         if events[name].actor != "user":
-            raise PlanError(file, loc.line("activity"),
+            raise PlanError(file, loc.line("activity", "events", i),
                             f"{name} is a {events[name].actor} event and cannot count as activity")
 
     return Plan(

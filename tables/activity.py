@@ -144,8 +144,11 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
     if event.activity:
         if not is_active(state, day):
             _add(deltas, DAU, day, 1)
+            oldest_kept = state.end_day - cfg.history_days + 1
             for column, width in WINDOWS:
-                for later in range(day, day + width):
+                # A window reaching before the kept history cannot be judged (its old bits are
+                # gone); such days are older than any day still maintained, so skip them.
+                for later in range(max(day, oldest_kept + width - 1), day + width):
                     if _window_empty(state, later, width):
                         _add(deltas, column, later, 1)
             state.active |= 1 << (state.end_day - day)
@@ -213,7 +216,7 @@ def active_days(state: UserState) -> Iterator[int]:
         k += 1
 
 
-def contribution(state: UserState) -> dict[tuple[int, int], int]:
+def contribution(state: UserState, history_days: int = 128) -> dict[tuple[int, int], int]:
     """The user's whole share of the day aggregates, recomputed from the state alone.
 
     Summing this over users gives the same numbers as summing every `apply` delta; recovery uses
@@ -223,10 +226,12 @@ def contribution(state: UserState) -> dict[tuple[int, int], int]:
     days = list(active_days(state))
     for day in days:
         out[(DAU, day)] = 1
+    oldest_kept = state.end_day - history_days + 1
     for column, width in WINDOWS:
         covered = {d + j for d in days for j in range(width)}
         for day in covered:
-            out[(column, day)] = 1
+            if day >= oldest_kept + width - 1:  # the same rule as `apply`
+                out[(column, day)] = 1
     if state.reg_day != NO_DAY and state.reg_day in state.day_stats:
         out[(NEW_USERS, state.reg_day)] = 1
     for day, (events, sessions) in state.day_stats.items():

@@ -31,26 +31,35 @@ class DayAggregates:
             row[column] += amount
             self.dirty.add((app, day))
 
-    def rebuild(self, users: Iterable[tuple[str, UserState]]) -> None:
+    def rebuild(self, users: Iterable[tuple[str, UserState]], history_days: int = 128) -> None:
         """Recompute from restored user state; every resulting day is marked for writing."""
         self.days.clear()
         for app, state in users:
-            self.add(app, contribution(state))
+            self.add(app, contribution(state, history_days))
 
     def get(self, app: str, day: int) -> list[int]:
         return list(self.days.get(app, {}).get(day, [0] * len(COLUMNS)))
 
-    def take_dirty(self, today: Mapping[str, int]) -> list[tuple[str, int, list[int]]]:
+    def take_dirty(
+        self, today: Mapping[str, int], maintained_days: int | None = None
+    ) -> list[tuple[str, int, list[int]]]:
         """Changed rows for days up to each app's current local day; later days stay pending and
-        are written when their day comes (WAU and MAU of a day exist before its first event)."""
+        are written when their day comes (WAU and MAU of a day exist before its first event).
+        Days older than `maintained_days` before today are dropped: per-user history no longer
+        covers their windows, so their last written values stay as they are."""
         rows: list[tuple[str, int, list[int]]] = []
+        stale: list[tuple[str, int]] = []
         for app, day in sorted(self.dirty):
             limit = today.get(app)
             if limit is not None and day > limit:
                 continue
+            if limit is not None and maintained_days is not None and day <= limit - maintained_days:
+                stale.append((app, day))
+                continue
             rows.append((app, day, self.get(app, day)))
         for app, day, _ in rows:
             self.dirty.discard((app, day))
+        self.dirty.difference_update(stale)
         return rows
 
     def restore_dirty(self, keys: Iterable[tuple[str, int]]) -> None:

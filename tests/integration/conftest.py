@@ -65,7 +65,8 @@ class Worker:
     def start(self) -> Worker:
         out = open(self.log, "ab")  # noqa: SIM115 - the child owns it
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"],
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel",
+             os.environ.get("PULSE_TEST_WORKER_LOGLEVEL", "WARNING")],
             env=self.env, cwd=REPO, stdout=out, stderr=subprocess.STDOUT)
         return self
 
@@ -157,7 +158,7 @@ class PulseEnv:
                                        self.env["PULSE_DEADLETTER_TOPIC"], expected, timeout))
 
 
-async def _read_topic(bootstrap: str, topic: str, expected: int, timeout: float) -> list[Any]:
+async def _read_topic(bootstrap: str, topic: str, expected: int, wait: float) -> list[Any]:
     """Every record of `topic` from the beginning, once at least `expected` have arrived (and a
     short quiet period found no more, so an excess is visible too)."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
@@ -171,7 +172,7 @@ async def _read_topic(bootstrap: str, topic: str, expected: int, timeout: float)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + wait
         quiet_until = None
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=500)

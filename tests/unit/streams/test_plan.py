@@ -131,19 +131,10 @@ def test_base_plan_is_valid(tmp_path: Path) -> None:
     assert plan.is_registration("signup", {"is_new": True})
 
 
-XFAIL_UNKNOWN_KEY_LINE = pytest.mark.xfail(
-    strict=True, reason="BUG: an unknown top-level key is reported at line 1, not at its line")
-XFAIL_SERVER_ACTIVITY_LINE = pytest.mark.xfail(
-    strict=True, reason="BUG: a server event listed in activity.events is reported at the "
-                        "`activity:` line, not at the list that names it")
-XFAIL_FORBIDDEN_STANDARD = pytest.mark.xfail(
-    strict=True, reason="BUG: a forbidden name declared in standard_properties is accepted "
-                        "(only event properties are checked); every event carrying it is rejected")
-
 BROKEN = [
     pytest.param({2: "title: Demo: Two"}, 2, "YAML syntax", id="yaml-syntax"),
     pytest.param({3: 'seed: "999"\ncolour: red'}, 4, "unknown field `colour`",
-                 id="unknown-top-level-key", marks=XFAIL_UNKNOWN_KEY_LINE),
+                 id="unknown-top-level-key"),
     pytest.param({18: "      kind: {type: strin}"}, 18, "'strin'", id="bad-property-type"),
     pytest.param({14: "      is_new: {type: boolean, requird: true}"}, 14,
                  "unknown field `requird`", id="unknown-key-in-property"),
@@ -153,7 +144,7 @@ BROKEN = [
                  id="activity-not-an-event"),
     pytest.param({9: "  events: [signup, crash]"}, 9,
                  "crash is a server event and cannot count as activity",
-                 id="activity-server-event", marks=XFAIL_SERVER_ACTIVITY_LINE),
+                 id="activity-server-event"),
     pytest.param({4: "timezone: Mars/Olympus"}, 4, "unknown time zone 'Mars/Olympus'",
                  id="unknown-timezone"),
     pytest.param({1: "app: other"}, 1, "app 'other' must match the file name",
@@ -161,8 +152,7 @@ BROKEN = [
     pytest.param({18: "      message: {type: string}"}, 18, "property 'message' is forbidden",
                  id="forbidden-property"),
     pytest.param({4: "timezone: UTC\nstandard_properties:\n  message: {type: string}"}, 6,
-                 "'message' is forbidden", id="forbidden-standard-property",
-                 marks=XFAIL_FORBIDDEN_STANDARD),
+                 "'message' is forbidden", id="forbidden-standard-property"),
     pytest.param({7: "  where: {is_new: true, fresh: true}"}, 7,
                  "registration.where: signup has no property 'fresh'",
                  id="where-key-not-a-property"),
