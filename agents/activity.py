@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, user_key
+from streams.topics import changelog_topic
 from streams.validate import utc_now
 from tables.activity import UserState, apply, decode_state, encode_state
 from tables.aggregates import DayAggregates
@@ -87,11 +89,30 @@ def register(p: Pipeline) -> None:
         async for record in stream.events():
             await process(record.message.partition, decode_batch(record.value))
 
+    async def complete_recovery(owned: set[int]) -> int:
+        """Apply changelog records Faust's recovery stopped short of (see streams.changelog)."""
+        latest = await read_latest(p.connections.kafka_bootstrap,
+                                   changelog_topic(p.settings, "users"), owned)
+        store = p.users.data
+        repaired = 0
+        for key, value in latest.items():
+            if value is None:
+                if store.get(key) is not None:
+                    del store[key]
+                    repaired += 1
+            elif store.get(key) != value:
+                store[key] = value
+                repaired += 1
+        metrics.recovery_records.inc(len(latest))
+        metrics.recovery_repaired.inc(repaired)
+        return repaired
+
     @p.users.on_recover
     async def rebuild_aggregates() -> None:
         """Aggregates are derived from user state: rebuild them for the partitions now owned,
         and forget rows of partitions that moved to another worker."""
         owned = p.owned_partitions()
+        repaired = await complete_recovery(owned)
         buckets: dict[int, list[tuple[str, UserState]]] = {part: [] for part in owned}
         for key, raw in p.users.items():
             part = partition_for(key, p.settings.partitions)
@@ -104,8 +125,9 @@ def register(p: Pipeline) -> None:
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
         metrics.partitions_owned.set(len(owned))
-        log.info("rebuilt day aggregates for partitions %s from %d users", sorted(owned),
-                 sum(len(u) for u in buckets.values()))
+        log.info("rebuilt day aggregates for partitions %s from %d users (%d states repaired "
+                 "beyond Faust's recovery)", sorted(owned), sum(len(u) for u in buckets.values()),
+                 repaired)
 
     @p.app.timer(0.5)
     async def publish_aggregates() -> None:

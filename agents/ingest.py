@@ -49,7 +49,8 @@ def register(p: Pipeline) -> None:
             by_partition: dict[int, list[ValidEvent]] = defaultdict(list)
             for record in records:
                 message = record.message
-                outcome = validate_record(record.value or b"", p.plans, now, p.limits)
+                outcome = validate_record(record.value or b"", p.plans, now, p.limits,
+                                          message.partition, message.offset)
                 metrics.events_consumed.inc(len(outcome.valid) + len(outcome.rejected))
                 for event in outcome.valid:
                     part = partition_for(user_key(event.app, event.user_id), partitions)

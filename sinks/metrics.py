@@ -50,6 +50,12 @@ class Metrics:
             "pulse_sink_errors", "Failed sink writes (retried with backoff)", ["sink"], registry=r)
         self.sink_pending = Gauge(
             "pulse_sink_pending_rows", "Rows waiting to be written", ["sink"], registry=r)
+        self.recovery_records = Counter(
+            "pulse_recovery_changelog_records", "Per-user states read from the changelog after "
+            "a rebalance or restart", registry=r)
+        self.recovery_repaired = Counter(
+            "pulse_recovery_repaired_states", "States the table's own recovery missed and Pulse "
+            "restored from the changelog's true end", registry=r)
         self.partitions_owned = Gauge(
             "pulse_partitions_owned", "Event partitions this worker owns", registry=r)
         self.users_tracked = Gauge(

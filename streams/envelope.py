@@ -46,7 +46,14 @@ class ValidEvent(msgspec.Struct, array_like=True):
     registration: bool
     platform: str | None = None
     historical: bool = False
+    # Where the event was read: ingest partition, and offset * MAX_BATCH + index in its record.
+    # Per-user state remembers the highest position per partition, so a replay after a crash
+    # is recognised however far back in event time it reaches.
+    source: int = -1
+    position: int = -1
 
+
+MAX_BATCH = 4096  # events per ingest record: 64 KiB holds far fewer
 
 _batch_encoder = msgspec.msgpack.Encoder()
 _batch_decoder = msgspec.msgpack.Decoder(list[ValidEvent])

@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 
-from streams.envelope import ValidEvent, id_hash
+from streams.envelope import MAX_BATCH, ValidEvent, id_hash
 from streams.plan import Plan, PropertySpec
 
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -82,10 +82,23 @@ def parse_timestamp(value: Any) -> datetime | str:
 
 
 def validate_record(
-    raw: bytes, plans: dict[str, Plan], now: datetime, limits: Limits = Limits()
+    raw: bytes, plans: dict[str, Plan], now: datetime, limits: Limits = Limits(),
+    partition: int = -1, offset: int = -1,
 ) -> Outcome:
-    """Validate one ingest record (one event or an array of events)."""
-    out = Outcome()
+    """Validate one ingest record (one event or an array of events) read at `partition` and
+    `offset` of the ingest topic (-1 when it was not read from Kafka)."""
+    out = _validate_record(raw, plans, now, limits, Outcome())
+    if partition >= 0 and offset >= 0:
+        # Validation is deterministic, so a replayed record yields the same positions.
+        for index, event in enumerate(out.valid):
+            event.source = partition
+            event.position = offset * MAX_BATCH + index
+    return out
+
+
+def _validate_record(
+    raw: bytes, plans: dict[str, Plan], now: datetime, limits: Limits, out: Outcome
+) -> Outcome:
     if len(raw) > limits.max_record_bytes:
         out.rejected.append(Rejection(
             [f"record_too_large: {len(raw)} bytes, limit {limits.max_record_bytes}"], raw))

@@ -54,6 +54,8 @@ class UserState(msgspec.Struct, array_like=True):
     day_stats: dict[int, list[int]] = msgspec.field(default_factory=dict)
     sessions: list[Session] = msgspec.field(default_factory=list)
     seen: dict[int, list[int]] = msgspec.field(default_factory=dict)
+    # Highest ingest position applied per ingest partition (see ValidEvent.position).
+    positions: dict[int, int] = msgspec.field(default_factory=dict)
 
 
 @dataclass
@@ -106,6 +108,11 @@ def _add(deltas: dict[tuple[int, int], int], column: int, day: int, amount: int)
 def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
     """Apply one validated event to the user's state in place; return what changed."""
     deltas: dict[tuple[int, int], int] = {}
+    # A replay after a crash re-reads input already applied: its position is not new.
+    if event.source >= 0:
+        if event.position <= state.positions.get(event.source, -1):
+            return Change(deltas, duplicate=True)
+        state.positions[event.source] = event.position
     day = event.day
     newest = max(state.end_day, day)
 

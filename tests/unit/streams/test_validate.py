@@ -7,9 +7,10 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
+import orjson
 import pytest
 
-from streams.envelope import id_hash
+from streams.envelope import MAX_BATCH, id_hash
 from streams.plan import Plan, load_plan, load_plans
 from streams.validate import Limits, Outcome, validate_record
 
@@ -236,3 +237,14 @@ def test_id_hash_depends_only_on_event_id() -> None:
 def test_email_in_string_with_max_length_is_rejected(plans: dict[str, Plan]) -> None:
     out = validate_record(record({"count": 1, "choice": "a.b@example.com"}), plans, NOW)
     assert [r.code for r in out.rejected] == ["free_text"]
+
+
+def test_positions_identify_each_valid_event_of_a_record(plans: dict[str, Plan]) -> None:
+    good = orjson.loads(record({"count": 1}))
+    raw = orjson.dumps([good, {**good, "event_id": "other"}])
+    out = validate_record(raw, plans, NOW, partition=2, offset=7)
+    expected = [(2, 7 * MAX_BATCH), (2, 7 * MAX_BATCH + 1)]
+    assert [(e.source, e.position) for e in out.valid] == expected
+    again = validate_record(raw, plans, NOW, partition=2, offset=7)
+    assert [e.position for e in again.valid] == [e.position for e in out.valid]
+    assert [e.source for e in validate_record(raw, plans, NOW).valid] == [-1, -1]

@@ -276,3 +276,32 @@ def test_deltas_equal_contribution_equal_naive(events: list[ValidEvent]) -> None
     for column in (WAU, MAU):
         for day in range(D - 1, D + SPAN + 31):
             assert from_deltas.get((column, day), 0) == expected.get((column, day), 0)
+
+
+def at_position(event: ValidEvent, partition: int, position: int) -> ValidEvent:
+    event.source = partition
+    event.position = position
+    return event
+
+
+def test_replay_of_applied_input_is_dropped_however_old_in_event_time() -> None:
+    """After a crash the input is re-read from the last committed offset; events already applied
+    are recognised by their ingest position even beyond the id-dedupe window."""
+    state = UserState()
+    old = at_position(ev(D), 0, 10)
+    recent = at_position(ev(D + 20), 0, 11)
+    run(state, old, recent)
+    replayed_old = at_position(ev(D, hid=old.id_hash), 0, 10)
+    [change] = run(state, replayed_old)
+    assert change.duplicate and change.deltas == {}
+    # Without the position, the same event is outside the 8-day id window and counts again.
+    again = ev(D, hid=old.id_hash)
+    assert apply(state, again, CFG).deltas == {(EVENTS, D): 1, (SESSIONS, D): 1}
+
+
+def test_positions_are_tracked_per_partition() -> None:
+    state = UserState()
+    run(state, at_position(ev(D), 0, 50))
+    [change] = run(state, at_position(ev(D), 1, 5))  # another partition, lower offset: new
+    assert not change.duplicate and change.deltas == {(EVENTS, D): 1}
+    assert state.positions == {0: 50, 1: 5}
