@@ -23,8 +23,10 @@ def settings_options(func: Callable[..., Any]) -> Callable[..., Any]:
     for name, info in reversed(_SETTINGS_FIELDS):
         env = f"PULSE_{name.upper()}"
         default = info.default
+        kind = type(default) if isinstance(default, int | float) else str
         func = click.option(
-            f"--{name.replace('_', '-')}", name, default=None, show_envvar=True, envvar=env,
+            f"--{name.replace('_', '-')}", name, type=kind, default=None, show_envvar=True,
+            envvar=env,
             help=f"{info.description or name} [default: {default}]",
         )(func)
     return func
@@ -128,11 +130,12 @@ def generate(app_name: str, users: int, days: int, seed: int, late: float, dupli
 
 @main.command()
 @click.option("--users", default=200, show_default=True)
-@click.option("--history-days", default=30, show_default=True)
+@click.option("--backfill-days", default=30, show_default=True,
+              help="days of history sent first (historical)")
 @click.option("--rate", default=200.0, show_default=True, help="live events per second")
 @click.option("--duration", default=None, type=float, help="stop after this many seconds")
 @settings_options
-def demo(users: int, history_days: int, rate: float, duration: float | None,
+def demo(users: int, backfill_days: int, rate: float, duration: float | None,
          **options: Any) -> None:
     """Demo producer: backfill history for every app, then send live traffic."""
     import io
@@ -146,9 +149,9 @@ def demo(users: int, history_days: int, rate: float, duration: float | None,
     settings = make_settings(options)
     conn = resolve(settings)
     plans = load_plans()
-    if history_days:
+    if backfill_days:
         lines = io.BytesIO()
-        gen_options = GenOptions(users=users, days=history_days, seed=1,
+        gen_options = GenOptions(users=users, days=backfill_days, seed=1,
                                  end=datetime.now(UTC) - timedelta(minutes=5))
         for plan in plans.values():
             for event in gen(plan, gen_options):

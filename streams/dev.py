@@ -32,7 +32,7 @@ def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
         proc.wait()
 
 
-def run_dev(settings: Settings, demo: bool = True, history_days: int = 30,
+def run_dev(settings: Settings, demo: bool = True, backfill_days: int = 30,
             demo_users: int = 200) -> None:
     services = EmbeddedServices(settings.state_dir)
     addresses = services.start()
@@ -54,10 +54,11 @@ def run_dev(settings: Settings, demo: bool = True, history_days: int = 30,
         print(f"worker log: {logs / 'worker.log'}")
         children.append(_spawn(["worker"], env, logs / "worker.log"))
         if demo:
-            print(f"demo:       {history_days} days of history for {demo_users} users per app, "
+            print(f"demo:       {backfill_days} days of history for {demo_users} users per app, "
                   "then live traffic (log: demo.log)")
             children.append(_spawn(["demo", "--users", str(demo_users),
-                                    "--history-days", str(history_days)], env, logs / "demo.log"))
+                                    "--backfill-days", str(backfill_days)], env,
+                                   logs / "demo.log"))
         print("report:     .venv/bin/pulse report --app vkusvill_bot --week")
         print("Ctrl-C stops everything.", flush=True)
         while all(child.poll() is None for child in children):

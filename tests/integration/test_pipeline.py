@@ -177,3 +177,22 @@ def test_worker_killed_mid_stream_loses_and_double_counts_nothing(
     pulse_env.cli("publish", "--historical", "--quiet", str(tmp_path / "second.jsonl"))
     pulse_env.worker()
     wait_until_metrics_match(pulse_env, expected_rows(events), timeout=300)
+
+
+def test_demo_traffic_shows_live_metrics_for_every_app(pulse_env: PulseEnv) -> None:
+    """What `make run` shows: the demo producer's backfill and live traffic reach every app's
+    live gauges, and its deliberately broken records reach the dead letters."""
+    pulse_env.cli("topics", "create")
+    worker = pulse_env.worker()
+    pulse_env.cli("demo", "--users", "20", "--backfill-days", "3", "--rate", "400",
+                  "--duration", "5")
+    wait_for(lambda: all(worker.total("pulse_active_users", app=app, window="dau") > 0
+                         for app in PLANS), 90, "a live DAU for every app")
+    consumed = wait_for(lambda: worker.total("pulse_events_consumed_total") or None, 30,
+                        "consumed events")
+    rejected = worker.total("pulse_events_rejected_total")
+    assert 0 < rejected < 0.05 * consumed  # about 1% of live traffic is spoiled on purpose
+    for app in PLANS:
+        assert worker.total("pulse_events_valid_total", app=app) > 0
+        assert worker.total("pulse_active_users", app=app, window="mau") >= \
+            worker.total("pulse_active_users", app=app, window="dau")
