@@ -50,7 +50,6 @@ class Pipeline:
     limits: Limits
     state_configs: dict[str, StateConfig]
     aggregates: dict[int, DayAggregates] = field(default_factory=dict)
-    metrics_port: int = 0
 
     def today(self, now: datetime) -> dict[str, int]:
         return {app: local_day(now, plan) for app, plan in self.plans.items()}

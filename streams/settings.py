@@ -3,7 +3,6 @@ shown, with that variable, in the CLI's `--help`."""
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from pydantic import Field
@@ -43,7 +42,3 @@ class Settings(BaseSettings):
     sink_batch_rows: int = Field(1000, description="PostgreSQL sink rows per flush")
     sink_max_retry_seconds: float = Field(30.0, description="backoff ceiling of sink retries")
 
-
-@lru_cache(maxsize=1)
-def get_settings() -> Settings:
-    return Settings()

@@ -46,7 +46,6 @@ def run_worker(settings: Settings, loglevel: str = "INFO") -> None:
     # asyncio.run() above left no current loop; Faust needs one before the app is built.
     asyncio.set_event_loop(asyncio.new_event_loop())
     pipeline = build_worker(settings, connections, metrics)
-    pipeline.metrics_port = port
     try:
         worker = faust.Worker(pipeline.app, loglevel=loglevel, quiet=True,
                               redirect_stdouts=False)
