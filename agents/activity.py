@@ -7,6 +7,7 @@ per-key table writes off the per-event path (DESIGN decision 4).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import traceback
 from collections import defaultdict
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from agents.safety import SafetyDesk
 from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, user_key
 from streams.topics import changelog_topic
@@ -32,6 +34,7 @@ def register(p: Pipeline) -> None:
     from streams.app import partition_for
 
     metrics = p.metrics
+    desk = SafetyDesk(p)
 
     def aggregates_for(part: int) -> DayAggregates:
         agg = p.aggregates.get(part)
@@ -67,8 +70,11 @@ def register(p: Pipeline) -> None:
                 if not event.historical:
                     metrics.event_lag.observe(max(0.0, now - event.ts))
                 agg.add(event.app, change.deltas)
+                if event.props is not None:
+                    desk.on_event(key, part, state, event, now)
             if changed:
                 p.users[key] = encode_state(state)
+        metrics.last_event_timestamp.set(now)
 
     async def dead_letter_state_error(event: ValidEvent, err: Exception, part: int) -> None:
         reason = f"state_error: {type(err).__name__}: {err}"[:300]
@@ -114,14 +120,19 @@ def register(p: Pipeline) -> None:
         owned = p.owned_partitions()
         repaired = await complete_recovery(owned)
         buckets: dict[int, list[tuple[str, UserState]]] = {part: [] for part in owned}
+        crisis_states: list[tuple[bytes, int, str, UserState]] = []
         for key, raw in p.users.items():
             part = partition_for(key, p.settings.partitions)
             if part in buckets and raw:
                 app = key.split(b"\x1f", 1)[0].decode()
-                buckets[part].append((app, decode_state(raw)))
+                state = decode_state(raw)
+                buckets[part].append((app, state))
+                if state.crisis is not None:
+                    crisis_states.append((key, part, app, state))
         p.aggregates.clear()
         for part, users in buckets.items():
             aggregates_for(part).rebuild(users, p.settings.history_days)
+        desk.rebuild(crisis_states)
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
         metrics.partitions_owned.set(len(owned))
@@ -149,7 +160,15 @@ def register(p: Pipeline) -> None:
                 metrics.active_users.labels(app, window).set(totals[column])
         metrics.users_tracked.set(len(p.users))
 
+    @p.app.timer(0.1)
+    async def safety_timer() -> None:
+        """Sub-second SLA checks, in processing time."""
+        desk.tick(utc_now().timestamp())
+
     @p.app.task
-    async def run_sink() -> None:
+    async def run_sinks() -> None:
         await p.pool.open(wait=True)
-        await p.sink.run()
+        sinks = [p.sink.run(), p.crisis_sink.run()]
+        if p.alertmanager is not None:
+            sinks.append(p.alertmanager.run())
+        await asyncio.gather(*sinks)

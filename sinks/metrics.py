@@ -9,6 +9,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 604800)
+# Around the 60 s crisis SLA (seed 000): fine below it, coarse above.
+CRISIS_BUCKETS = (5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
 FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 
 
@@ -50,12 +52,45 @@ class Metrics:
             "pulse_sink_errors", "Failed sink writes (retried with backoff)", ["sink"], registry=r)
         self.sink_pending = Gauge(
             "pulse_sink_pending_rows", "Rows waiting to be written", ["sink"], registry=r)
+        self.alerts_rejected = Counter(
+            "pulse_alerts_rejected", "Alerts a receiver refused as invalid (dropped, logged)",
+            ["receiver"], registry=r)
+        self.alerts_sent = Counter(
+            "pulse_alerts_sent", "Alerts delivered to a receiver",
+            ["receiver", "kind", "status"], registry=r)
         self.recovery_records = Counter(
             "pulse_recovery_changelog_records", "Per-user states read from the changelog after "
             "a rebalance or restart", registry=r)
         self.recovery_repaired = Counter(
             "pulse_recovery_repaired_states", "States the table's own recovery missed and Pulse "
             "restored from the changelog's true end", registry=r)
+        self.last_event_timestamp = Gauge(
+            "pulse_last_event_timestamp_seconds", "Processing time of the last applied event "
+            "(unix seconds): a stalled pipeline stops moving it", registry=r)
+        # Safety (seed 000): crisis incidents of this worker's partitions.
+        self.crisis_detected = Counter(
+            "pulse_crisis_detected", "Crisis incidents opened, by level at opening",
+            ["app", "level"], registry=r)
+        self.crisis_open = Gauge(
+            "pulse_crisis_open", "Crisis incidents open now", ["app", "level"], registry=r)
+        self.crisis_open_oldest = Gauge(
+            "pulse_crisis_open_oldest_seconds", "Age of the oldest open incident (processing "
+            "time since detection), 0 when none", ["app"], registry=r)
+        self.crisis_breaches = Counter(
+            "pulse_crisis_sla_breaches", "Incidents still open at their SLA deadline",
+            ["app", "level"], registry=r)
+        self.crisis_response = Histogram(
+            "pulse_crisis_response_seconds", "Detection to escalation, event time",
+            ["app", "level"], buckets=CRISIS_BUCKETS, registry=r)
+        self.crisis_escalations = Counter(
+            "pulse_crisis_escalations", "Incidents closed by escalation, by action",
+            ["app", "action"], registry=r)
+        self.crisis_declines = Counter(
+            "pulse_crisis_declines", "Escalations the user declined", ["app"], registry=r)
+        self.crisis_anomalies = Counter(
+            "pulse_crisis_anomalies", "Crisis events that did not fit the incident flow "
+            "(escalation without detection, clock skew, out of order)", ["app", "kind"],
+            registry=r)
         self.partitions_owned = Gauge(
             "pulse_partitions_owned", "Event partitions this worker owns", registry=r)
         self.users_tracked = Gauge(

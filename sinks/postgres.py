@@ -93,3 +93,30 @@ class DailyMetricsSink(BatchingSink[DailyKey]):
                 await cur.executemany(_UPSERT_PARTITION, params)
                 await cur.execute(_RECOMPUTE_TOTALS, (
                     [app for app, _ in touched], [day_to_date(day) for _, day in touched]))
+
+
+CRISIS_COLUMNS = (
+    "incident_id", "app", "user_hash", "level", "markers", "detections", "confidence",
+    "detected_at", "deadline_at", "escalated_at", "closed_at", "action", "response_seconds",
+    "sla_breached", "alerted_at", "declines", "status", "pages", "anomalies",
+)
+_UPSERT_CRISIS = f"""
+INSERT INTO crisis_incidents ({", ".join(CRISIS_COLUMNS)}, updated_at)
+VALUES ({", ".join(["%s"] * len(CRISIS_COLUMNS))}, now())
+ON CONFLICT (incident_id) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in CRISIS_COLUMNS[1:])}, updated_at = now()
+"""
+
+
+class CrisisIncidentSink(BatchingSink[str]):
+    """The crisis audit log: the latest state of each incident, keyed by incident id."""
+
+    name = "postgres_crisis_incidents"
+
+    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self.pool = pool
+
+    async def write_batch(self, rows: dict[str, Any]) -> None:
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(_UPSERT_CRISIS, list(rows.values()))

@@ -15,8 +15,9 @@ from typing import Any
 import faust
 from psycopg_pool import AsyncConnectionPool
 
+from sinks.alertmanager import AlertmanagerSink
 from sinks.metrics import Metrics
-from sinks.postgres import DailyMetricsSink
+from sinks.postgres import CrisisIncidentSink, DailyMetricsSink
 from streams.connections import Connections
 from streams.plan import Plan, load_plans
 from streams.settings import Settings
@@ -49,6 +50,9 @@ class Pipeline:
     sink: DailyMetricsSink
     limits: Limits
     state_configs: dict[str, StateConfig]
+    alerts_topic: Any
+    crisis_sink: CrisisIncidentSink
+    alertmanager: AlertmanagerSink | None
     aggregates: dict[int, DayAggregates] = field(default_factory=dict)
 
     def today(self, now: datetime) -> dict[str, int]:
@@ -61,7 +65,7 @@ class Pipeline:
 
 def build_worker(settings: Settings, connections: Connections,
                  metrics: Metrics | None = None) -> Pipeline:
-    plans = load_plans()
+    plans = load_plans(directory=settings.plans_dir)
     metrics = metrics or Metrics()
     app = faust.App(
         settings.app_id,
@@ -88,6 +92,7 @@ def build_worker(settings: Settings, connections: Connections,
     ingest_topic = app.topic(settings.ingest_topic, partitions=settings.partitions)
     events_topic = app.topic(settings.events_topic, partitions=settings.partitions)
     deadletter_topic = app.topic(settings.deadletter_topic, partitions=settings.partitions)
+    alerts_topic = app.topic(settings.alerts_topic, partitions=1)
     # Keys and values are bytes; the app-wide raw serializers apply to the changelog too.
     users = app.Table("users", default=None, partitions=settings.partitions,
                       key_type=bytes, value_type=bytes)
@@ -105,8 +110,15 @@ def build_worker(settings: Settings, connections: Connections,
                           history_days=settings.history_days, dedupe_days=settings.dedupe_days)
         for name, plan in plans.items()
     }
+    # The audit log is written promptly: on-call may look an incident up while it is open.
+    crisis_sink = CrisisIncidentSink(pool, metrics, flush_seconds=0.2,
+                                     max_rows=settings.sink_batch_rows,
+                                     max_retry_seconds=settings.sink_max_retry_seconds)
+    alertmanager = (AlertmanagerSink(settings.alertmanager_url, metrics)
+                    if settings.alertmanager_url else None)
     pipeline = Pipeline(settings, connections, plans, metrics, app, ingest_topic, events_topic,
-                        deadletter_topic, users, pool, sink, limits, state_configs)
+                        deadletter_topic, users, pool, sink, limits, state_configs,
+                        alerts_topic, crisis_sink, alertmanager)
 
     from agents import activity, ingest  # agents register on the app they are given
 

@@ -116,7 +116,7 @@ def generate(app_name: str, users: int, days: int, seed: int, late: float, dupli
     from streams.generate import generate as gen
     from streams.plan import load_plans
 
-    plans = load_plans()
+    plans = load_plans(directory=Settings().plans_dir)
     names = sorted(plans) if app_name == "all" else [app_name]
     for name in names:
         if name not in plans:
@@ -148,7 +148,7 @@ def demo(users: int, backfill_days: int, rate: float, duration: float | None,
 
     settings = make_settings(options)
     conn = resolve(settings)
-    plans = load_plans()
+    plans = load_plans(directory=settings.plans_dir)
     if backfill_days:
         lines = io.BytesIO()
         gen_options = GenOptions(users=users, days=backfill_days, seed=1,
@@ -179,7 +179,7 @@ def report(app_name: str, period: str, end: str | None, fmt: str, **options: Any
     from streams.report import build_report, render
 
     settings = make_settings(options)
-    plans = load_plans()
+    plans = load_plans(directory=settings.plans_dir)
     if app_name not in plans:
         raise click.BadParameter(f"no plan {app_name!r}; plans: {', '.join(sorted(plans))}")
     try:
@@ -204,7 +204,7 @@ def plans_check(files: tuple[Path, ...]) -> None:
     from streams.plan import load_plans
 
     try:
-        loaded = load_plans(list(files) if files else None)
+        loaded = load_plans(list(files) if files else None, directory=Settings().plans_dir)
     except PulseError as err:
         _fail(err)
         return

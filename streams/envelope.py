@@ -51,6 +51,8 @@ class ValidEvent(msgspec.Struct, array_like=True):
     # is recognised however far back in event time it reaches.
     source: int = -1
     position: int = -1
+    # Only the properties a state transition reads (the plan's `carried`), e.g. a crisis level.
+    props: dict[str, Any] | None = None
 
 
 MAX_BATCH = 4096  # events per ingest record: 64 KiB holds far fewer

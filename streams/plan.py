@@ -20,6 +20,7 @@ import msgspec
 import yaml
 
 from streams.errors import PlanError
+from tables.crisis import LEVELS, SafetyConfig
 
 PLANS_DIR = Path(__file__).parent / "plans"
 
@@ -105,6 +106,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     standard_properties: dict[str, Any] = {}
     additional_properties: bool = True
     privacy: PrivacySpec = msgspec.field(default_factory=PrivacySpec)
+    safety: SafetyConfig | None = None
     description: str = ""
 
 
@@ -125,6 +127,9 @@ class Plan:
     events: Mapping[str, EventSpec]
     path: str = ""
     forbidden: frozenset[str] = field(default_factory=frozenset)
+    safety: SafetyConfig | None = None
+    # Properties that travel with the validated event because state transitions read them.
+    carried: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -289,6 +294,8 @@ def load_plan(path: Path) -> Plan:
             raise PlanError(file, loc.line("activity", "events", i),
                             f"{name} is a {events[name].actor} event and cannot count as activity")
 
+    carried = _check_safety(spec.safety, events, loc, file) if spec.safety else {}
+
     return Plan(
         app=spec.app,
         title=spec.title,
@@ -303,12 +310,53 @@ def load_plan(path: Path) -> Plan:
         events=events,
         path=file,
         forbidden=forbidden,
+        safety=spec.safety,
+        carried=carried,
     )
 
 
-def load_plans(paths: Iterable[Path] | None = None) -> dict[str, Plan]:
-    """Load every plan (default: the bundled `streams/plans/*.yaml`), keyed by app id."""
-    files = sorted(paths) if paths is not None else sorted(PLANS_DIR.glob("*.yaml"))
+def _check_safety(safety: SafetyConfig, events: Mapping[str, EventSpec], loc: _Located,
+                  file: str) -> dict[str, tuple[str, ...]]:
+    """The safety section names real events and properties; return what each must carry."""
+    carried: dict[str, tuple[str, ...]] = {}
+    named = [("detect", safety.detect)] + [("close", e) for e in safety.close]
+    if safety.decline:
+        named.append(("decline", safety.decline))
+    for section, name in named:
+        if name not in events:
+            raise PlanError(file, loc.line("safety", section),
+                            f"safety.{section}: {name!r} is not an event of this plan")
+        props = events[name].properties
+        level = safety.level_property.get(name, "level")
+        wanted = [level] if level in props else []
+        if section == "detect":
+            if level not in props:
+                raise PlanError(file, loc.line("safety", "detect"),
+                                f"safety.detect: {name} has no level property {level!r}")
+            wanted += [p for p in ("markers", "confidence") if p in props]
+        action = safety.close.get(name, "") if section == "close" else ""
+        if action.startswith("property:"):
+            prop = action.removeprefix("property:")
+            if prop not in props:
+                raise PlanError(file, loc.line("safety", "close", name),
+                                f"safety.close: {name} has no property {prop!r}")
+            wanted.append(prop)
+        carried[name] = tuple(wanted)
+    for i, level in enumerate([*safety.page_levels, *safety.sla_seconds_by_level]):
+        if level not in LEVELS:
+            raise PlanError(file, loc.line("safety"), f"safety: unknown level {level!r} "
+                            f"(item {i}); levels are {', '.join(LEVELS)}")
+    return carried
+
+
+def load_plans(
+    paths: Iterable[Path] | None = None, directory: Path | None = None
+) -> dict[str, Plan]:
+    """Load every plan, keyed by app id: the given files, else every `*.yaml` of `directory`
+    (default: the bundled `streams/plans/`)."""
+    if paths is None:
+        paths = (directory or PLANS_DIR).glob("*.yaml")
+    files = sorted(paths)
     plans: dict[str, Plan] = {}
     for file in files:
         plan = load_plan(file)

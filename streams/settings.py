@@ -17,12 +17,14 @@ class Settings(BaseSettings):
     database_url: str | None = Field(None, description="PostgreSQL DSN postgresql://…")
     redis_url: str | None = Field(None, description="Redis URL redis://…")
     state_dir: Path = Field(Path(".pulse"), description="where embedded services keep state")
+    plans_dir: Path | None = Field(None, description="tracking plans folder (default: bundled)")
 
     # Topics.
     app_id: str = Field("pulse", description="Faust app id: consumer group and table prefix")
     ingest_topic: str = Field("pulse.ingest", description="topic services publish events to")
     events_topic: str = Field("pulse.events", description="validated events, batched by user")
     deadletter_topic: str = Field("pulse.deadletters", description="rejected records + reasons")
+    alerts_topic: str = Field("alerts.safety", description="safety alerts for on-call")
     partitions: int = Field(4, ge=1, description="partitions of the internal topics and tables")
 
     # Validation.
@@ -41,4 +43,7 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(1.0, description="PostgreSQL sink flush interval")
     sink_batch_rows: int = Field(1000, description="PostgreSQL sink rows per flush")
     sink_max_retry_seconds: float = Field(30.0, description="backoff ceiling of sink retries")
+    alertmanager_url: str | None = Field(
+        None, description="Alertmanager base URL, e.g. http://127.0.0.1:9093; unset: alerts go "
+        "to the alerts topic only")
 

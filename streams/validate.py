@@ -209,6 +209,8 @@ def _validate_one(
         registration=_is_registration(plan, event_name, properties),
         platform=doc.get("platform"),
         historical=historical,
+        props=({k: properties[k] for k in carried if k in properties}
+               if (carried := plan.carried.get(event_name)) else None),
     ))
 
 

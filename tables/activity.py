@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import msgspec
 
 from streams.envelope import ValidEvent
+from tables.crisis import CrisisState
 
 # Aggregate columns, in the order of `daily_metrics`.
 DAU, WAU, MAU, NEW_USERS, SESSIONS, EVENTS = range(6)
@@ -56,6 +57,7 @@ class UserState(msgspec.Struct, array_like=True):
     seen: dict[int, list[int]] = msgspec.field(default_factory=dict)
     # Highest ingest position applied per ingest partition (see ValidEvent.position).
     positions: dict[int, int] = msgspec.field(default_factory=dict)
+    crisis: CrisisState | None = None
 
 
 @dataclass

@@ -86,6 +86,12 @@ class Worker:
 
         return int(wait_for(port, 60, "the worker's /metrics port"))
 
+    def ready(self, timeout: float = 90) -> Worker:
+        """Wait until the worker owns partitions and has recovered its tables."""
+        wait_for(lambda: self.total("pulse_partitions_owned") > 0, timeout,
+                 "the worker to own partitions")
+        return self
+
     def metrics(self) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
         url = f"http://127.0.0.1:{self.metrics_port()}/metrics"
         with urllib.request.urlopen(url, timeout=5) as response:
@@ -216,3 +222,71 @@ def pulse_env(services: ServiceAddresses, tmp_path: Path) -> Iterator[PulseEnv]:
     finally:
         for worker in pulse.workers:
             worker.stop()
+
+
+@dataclass
+class Alertmanager:
+    """A real Alertmanager (Debian's prometheus-alertmanager) on a loopback port."""
+
+    url: str
+    proc: subprocess.Popen
+
+    def alerts(self) -> list[dict[str, Any]]:
+        with urllib.request.urlopen(f"{self.url}/api/v2/alerts", timeout=5) as response:
+            return orjson.loads(response.read())
+
+    def for_incident(self, incident: str) -> list[dict[str, Any]]:
+        return [a for a in self.alerts() if a["labels"].get("incident") == incident]
+
+
+ALERTMANAGER_BIN = "/usr/bin/prometheus-alertmanager"
+ALERTMANAGER_CONFIG = """
+route:
+  receiver: blackhole
+  group_by: [alertname, app, incident]
+  group_wait: 0s
+  group_interval: 1s
+  repeat_interval: 1m
+receivers:
+  - name: blackhole
+"""
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def alertmanager(tmp_path: Path) -> Iterator[Alertmanager]:
+    if not Path(ALERTMANAGER_BIN).exists():
+        raise AssertionError("Alertmanager missing: apt-get install prometheus-alertmanager "
+                             "(make test installs it)")
+    config = tmp_path / "alertmanager.yml"
+    config.write_text(ALERTMANAGER_CONFIG)
+    port = free_port()
+    proc = subprocess.Popen(
+        [ALERTMANAGER_BIN, f"--config.file={config}", f"--storage.path={tmp_path / 'am'}",
+         f"--web.listen-address=127.0.0.1:{port}", "--cluster.listen-address="],
+        stdout=open(tmp_path / "alertmanager.log", "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    manager = Alertmanager(f"http://127.0.0.1:{port}", proc)
+
+    def ready() -> bool:
+        try:
+            with urllib.request.urlopen(f"{manager.url}/-/ready", timeout=2) as response:
+                return response.status == 200
+        except OSError:
+            return False
+
+    try:
+        wait_for(ready, 30, "Alertmanager to be ready")
+        yield manager
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
