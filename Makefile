@@ -3,8 +3,9 @@ PYTHON ?= $(shell command -v python3.11 2>/dev/null || command -v python3)
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
+SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint unit integration clean-state install
+.PHONY: run test lint unit integration clean-state install system-deps
 
 install: $(STAMP)
 
@@ -19,8 +20,14 @@ run: $(STAMP)
 	$(BIN)/pulse dev
 
 ## Lint, type-check and run the whole test suite (unit + integration on embedded services).
-test: $(STAMP) lint
+test: $(STAMP) lint system-deps
 	$(BIN)/pytest -q
+
+## Debian packages the deploy tests need (promtool, amtool, prometheus); installed only if missing.
+system-deps:
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || \
+		($(SUDO) apt-get update -qq && \
+		 $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
