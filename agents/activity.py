@@ -35,6 +35,8 @@ def register(p: Pipeline) -> None:
 
     metrics = p.metrics
     desk = SafetyDesk(p)
+    producer = p.app.producer
+    changelog = changelog_topic(p.settings, "users")
 
     def aggregates_for(part: int) -> DayAggregates:
         agg = p.aggregates.get(part)
@@ -48,6 +50,7 @@ def register(p: Pipeline) -> None:
         by_user: dict[bytes, list[ValidEvent]] = defaultdict(list)
         for event in events:
             by_user[user_key(event.app, event.user_id)].append(event)
+        written: list[tuple[bytes, bytes]] = []
         for key, user_events in by_user.items():
             raw = p.users.get(key)
             state = decode_state(raw) if raw else UserState()
@@ -73,7 +76,14 @@ def register(p: Pipeline) -> None:
                 if event.props is not None:
                     desk.on_event(key, part, state, event, now)
             if changed:
-                p.users[key] = encode_state(state)
+                value = encode_state(state)
+                p.users.data[key] = value
+                written.append((key, value))
+        # One changelog record per changed user, straight to the producer in the table's own
+        # format (raw bytes), instead of a table assignment per key (~330 µs each, DESIGN 4).
+        # Faust flushes the producer before it commits the input offsets: at least once.
+        for key, value in written:
+            await producer.send(changelog, key, value, part, None, None)
         metrics.last_event_timestamp.set(now)
 
     async def dead_letter_state_error(event: ValidEvent, err: Exception, part: int) -> None:
