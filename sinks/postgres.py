@@ -12,7 +12,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sinks.base import BatchingSink
 from sinks.metrics import Metrics
-from tables.aggregates import COLUMNS
+from tables.aggregates import COLUMNS, DAY_COLUMNS, RETENTION_COLUMNS
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "sql"
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
@@ -61,14 +61,38 @@ ON CONFLICT (app, day, partition) DO UPDATE SET
 """
 
 _RECOMPUTE_TOTALS = f"""
-INSERT INTO daily_metrics (app, day, {", ".join(COLUMNS)}, updated_at)
-SELECT p.app, p.day, {", ".join(f"sum(p.{c})" for c in COLUMNS)}, now()
+INSERT INTO daily_metrics (app, day, {", ".join(DAY_COLUMNS)}, updated_at)
+SELECT p.app, p.day, {", ".join(f"sum(p.{c})" for c in DAY_COLUMNS)}, now()
 FROM daily_metrics_partitions p
 JOIN unnest(%s::text[], %s::date[]) AS t(app, day) ON p.app = t.app AND p.day = t.day
 GROUP BY p.app, p.day
 ON CONFLICT (app, day) DO UPDATE SET
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)}, updated_at = now()
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in DAY_COLUMNS)}, updated_at = now()
 """
+
+# Day cohorts are the partition rows' retention counts; week cohorts sum the days of the ISO
+# week (date_trunc('week') is the Monday). Cohorts left empty by a moved registration vanish.
+_RETENTION_SUMS = ", ".join(f"sum(p.{c})" for c in ("new_users", *RETENTION_COLUMNS))
+_RETENTION_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("size", *RETENTION_COLUMNS))
+_RECOMPUTE_COHORTS = f"""
+WITH touched AS (
+  SELECT DISTINCT t.app, t.day, date_trunc('week', t.day)::date AS week
+  FROM unnest(%s::text[], %s::date[]) AS t(app, day)
+)
+INSERT INTO retention_cohorts (app, cohort_date, cohort_kind, size,
+                               {", ".join(RETENTION_COLUMNS)}, updated_at)
+SELECT p.app, p.day, 'day', {_RETENTION_SUMS}, now()
+FROM daily_metrics_partitions p JOIN touched t ON p.app = t.app AND p.day = t.day
+GROUP BY p.app, p.day
+UNION ALL
+SELECT p.app, w.week, 'week', {_RETENTION_SUMS}, now()
+FROM (SELECT DISTINCT app, week FROM touched) w
+JOIN daily_metrics_partitions p
+  ON p.app = w.app AND p.day >= w.week AND p.day < w.week + 7
+GROUP BY p.app, w.week
+ON CONFLICT (app, cohort_kind, cohort_date) DO UPDATE SET {_RETENTION_SET}, updated_at = now()
+"""
+_DROP_EMPTY_COHORTS = "DELETE FROM retention_cohorts WHERE size = 0"
 
 DailyKey = tuple[str, int, int]  # (app, local day number, partition)
 
@@ -91,8 +115,10 @@ class DailyMetricsSink(BatchingSink[DailyKey]):
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_METRICS_LOCK,))
             async with conn.cursor() as cur:
                 await cur.executemany(_UPSERT_PARTITION, params)
-                await cur.execute(_RECOMPUTE_TOTALS, (
-                    [app for app, _ in touched], [day_to_date(day) for _, day in touched]))
+                keys = ([app for app, _ in touched], [day_to_date(day) for _, day in touched])
+                await cur.execute(_RECOMPUTE_TOTALS, keys)
+                await cur.execute(_RECOMPUTE_COHORTS, keys)
+                await cur.execute(_DROP_EMPTY_COHORTS)
 
 
 CRISIS_COLUMNS = (

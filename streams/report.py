@@ -1,7 +1,7 @@
 """`pulse report`: seed 004's /admin_analytics view of an app, from PostgreSQL.
 
-Only what Pulse computes today is shown (users, activity, sessions, events); retention, carts,
-funnel and costs join as their issues land.
+Only what Pulse computes today is shown (users, activity, sessions, events, cohort retention);
+carts, funnel and costs join as their issues land.
 """
 
 from __future__ import annotations
@@ -32,6 +32,8 @@ class PeriodStats:
     sessions: int
     events: int
     days_with_data: int
+    retention_d1: float
+    retention_d7: float
 
     @property
     def stickiness(self) -> float:
@@ -56,8 +58,17 @@ def period_stats(conn: psycopg.Connection, app: str, start: date, end: date) -> 
         "SELECT dau, wau, mau FROM daily_metrics WHERE app = %s AND day = %s",
         (app, end)).fetchone() or (0, 0, 0)
     span = (end - start).days + 1
+    # Seed 004's Retention D1/D7: cohorts of the period whose day n has come, pooled.
+    retention = []
+    for n in (1, 7):
+        row = conn.execute(
+            f"SELECT coalesce(sum(d{n}), 0), coalesce(sum(size), 0) FROM retention_cohorts "
+            "WHERE app = %s AND cohort_kind = 'day' AND cohort_date BETWEEN %s AND %s",
+            (app, start, end - timedelta(days=n))).fetchone()
+        assert row is not None
+        retention.append(int(row[0]) / int(row[1]) if row[1] else 0.0)
     return PeriodStats(start, end, new_users, dau_sum / span, int(last[0]), int(last[1]),
-                       int(last[2]), sessions, events, days)
+                       int(last[2]), sessions, events, days, retention[0], retention[1])
 
 
 def build_report(dsn: str, app: str, period: str, end: date) -> dict[str, Any]:
@@ -83,6 +94,8 @@ ROWS = (
     ("WAU (last day)", "wau_last", "{:,}"),
     ("MAU (last day)", "mau_last", "{:,}"),
     ("Stickiness DAU/MAU", "stickiness", "{:.1%}"),
+    ("Retention D1", "retention_d1", "{:.0%}"),
+    ("Retention D7", "retention_d7", "{:.0%}"),
     ("Sessions", "sessions", "{:,}"),
     ("Sessions per MAU user", "sessions_per_user", "{:.2f}"),
     ("Events", "events", "{:,}"),

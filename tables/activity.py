@@ -20,6 +20,10 @@ from tables.crisis import CrisisState
 # Aggregate columns, in the order of `daily_metrics`.
 DAU, WAU, MAU, NEW_USERS, SESSIONS, EVENTS = range(6)
 WINDOWS = ((WAU, 7), (MAU, 30))
+# Retention of registration-day cohorts (DESIGN, definitions): users registered on day c who
+# are active on day c + n. Keyed by the cohort day c; the cohort size is NEW_USERS of c.
+RETENTION_DAYS = (1, 3, 7, 14, 30, 60, 90)
+RETAINED = {n: EVENTS + 1 + i for i, n in enumerate(RETENTION_DAYS)}
 NO_DAY = -(2**31)
 
 
@@ -147,8 +151,10 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
     if event.registration and (state.reg_day == NO_DAY or day < state.reg_day):
         if state.reg_day != NO_DAY:
             _add(deltas, NEW_USERS, state.reg_day, -1)
+            _cohort(state, deltas, -1)
         _add(deltas, NEW_USERS, day, 1)
         state.reg_day = day
+        _cohort(state, deltas, 1)
 
     if event.activity:
         if not is_active(state, day):
@@ -161,8 +167,18 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
                     if _window_empty(state, later, width):
                         _add(deltas, column, later, 1)
             state.active |= 1 << (state.end_day - day)
+            n = day - state.reg_day
+            if state.reg_day != NO_DAY and n in RETAINED:
+                _add(deltas, RETAINED[n], state.reg_day, 1)
         _add_to_sessions(state, event.ts, day, cfg.session_gap, deltas)
     return Change(deltas, beyond_dedupe=beyond_dedupe)
+
+
+def _cohort(state: UserState, deltas: dict[tuple[int, int], int], sign: int) -> None:
+    """Add (or take back) the user's retention marks in their registration-day cohort."""
+    for n, column in RETAINED.items():
+        if is_active(state, state.reg_day + n):
+            _add(deltas, column, state.reg_day, sign)
 
 
 def _add_to_sessions(
@@ -243,6 +259,9 @@ def contribution(state: UserState, history_days: int = 128) -> dict[tuple[int, i
                 out[(column, day)] = 1
     if state.reg_day != NO_DAY and state.reg_day in state.day_stats:
         out[(NEW_USERS, state.reg_day)] = 1
+        for n, column in RETAINED.items():
+            if is_active(state, state.reg_day + n):
+                out[(column, state.reg_day)] = 1
     for day, (events, sessions) in state.day_stats.items():
         if events:
             out[(EVENTS, day)] = events

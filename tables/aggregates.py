@@ -12,7 +12,10 @@ from collections.abc import Iterable, Mapping
 
 from tables.activity import UserState, contribution
 
-COLUMNS = ("dau", "wau", "mau", "new_users", "sessions", "events")
+# Day metrics, then the retention counts of the cohort registered that day (tables.activity).
+DAY_COLUMNS = ("dau", "wau", "mau", "new_users", "sessions", "events")
+RETENTION_COLUMNS = ("d1", "d3", "d7", "d14", "d30", "d60", "d90")
+COLUMNS = DAY_COLUMNS + RETENTION_COLUMNS
 
 
 class DayAggregates:

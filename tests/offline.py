@@ -65,3 +65,41 @@ def recompute(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
     for key, count in events_per_day.items():
         rows[key][5] += count
     return {key: tuple(values) for key, values in rows.items() if any(values)}  # type: ignore[misc]
+
+
+RETENTION_DAYS = (1, 3, 7, 14, 30, 60, 90)
+
+
+def recompute_cohorts(events: Iterable[dict[str, Any]],
+                      plans: dict[str, Plan]) -> dict[tuple[str, date, str], tuple[int, ...]]:
+    """retention_cohorts rows: (app, cohort_date, kind) → (size, d1, d3, d7, d14, d30, d60, d90),
+    where dN counts users registered in the cohort who were active exactly N days after their
+    own registration day; week cohorts (ISO, keyed by Monday) sum their days."""
+    seen: set[tuple[str, str]] = set()
+    active: dict[tuple[str, str], set[date]] = defaultdict(set)
+    registered: dict[tuple[str, str], date] = {}
+    for doc in events:
+        key = (doc["app"], doc["event_id"])
+        if key in seen:
+            continue
+        seen.add(key)
+        plan = plans[doc["app"]]
+        day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
+        user = (doc["app"], doc["user_id"])
+        is_activity = doc["event"] in plan.activity_events
+        if is_activity:
+            active[user].add(day)
+        reg = plan.registration
+        is_reg = (is_activity if reg.event is None else
+                  doc["event"] == reg.event and all(
+                      doc.get("properties", {}).get(k) == v for k, v in reg.where.items()))
+        if is_reg and (user not in registered or day < registered[user]):
+            registered[user] = day
+    rows: dict[tuple[str, date, str], list[int]] = defaultdict(lambda: [0] * 8)
+    for (app, user), cohort in registered.items():
+        marks = [1] + [int(cohort + timedelta(days=n) in active[(app, user)])
+                       for n in RETENTION_DAYS]
+        monday = cohort - timedelta(days=cohort.weekday())
+        for key in ((app, cohort, "day"), (app, monday, "week")):
+            rows[key] = [a + b for a, b in zip(rows[key], marks, strict=True)]
+    return {key: tuple(values) for key, values in rows.items()}

@@ -159,6 +159,15 @@ class PulseEnv:
             return {(app, day): tuple(values) for app, day, *values in conn.execute(
                 "SELECT app, day, dau, wau, mau, new_users, sessions, events FROM daily_metrics")}
 
+    def cohorts(self) -> dict[tuple[str, Any, str], tuple[int, ...]]:
+        with psycopg.connect(self.database_url) as conn:
+            exists = conn.execute("SELECT to_regclass('retention_cohorts')").fetchone()
+            if exists is None or exists[0] is None:
+                return {}
+            return {(app, day, kind): tuple(values) for app, day, kind, *values in conn.execute(
+                "SELECT app, cohort_date, cohort_kind, size, d1, d3, d7, d14, d30, d60, d90 "
+                "FROM retention_cohorts")}
+
     def deadletters(self, expected: int, timeout: float = 60) -> list[Any]:
         return asyncio.run(_read_topic(self.addresses.kafka_bootstrap,
                                        self.env["PULSE_DEADLETTER_TOPIC"], expected, timeout))

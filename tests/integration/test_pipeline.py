@@ -3,7 +3,7 @@ metrics out; invalid records dead-lettered with reasons; a killed worker loses n
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +12,7 @@ import pytest
 
 from streams.plan import load_plans
 from tests.integration.conftest import PulseEnv, wait_for
-from tests.offline import recompute
+from tests.offline import recompute, recompute_cohorts
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 PLANS = load_plans()
@@ -63,6 +63,22 @@ def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_pa
     assert f"sent {len(events)}, failed 0" in published.stdout.decode()
     worker = pulse_env.worker()
     wait_until_metrics_match(pulse_env, expected)
+
+    # Retention cohorts (day and ISO week) equal the offline recomputation too.
+    cohorts = recompute_cohorts(events, PLANS)
+    assert any(values[2] for values in cohorts.values())  # some D3 returns exist
+    wait_for(lambda: pulse_env.cohorts() == cohorts, 30, "retention_cohorts to match")
+
+    # The terminal report reads the same numbers.
+    app, end = "vkusvill_bot", today()["vkusvill_bot"]
+    week = [end - timedelta(days=i) for i in range(7)]
+    report = orjson.loads(pulse_env.cli("report", "--app", app, "--week", "--format",
+                                        "json").stdout)["metrics"]
+    assert report["new_users"] == sum(expected.get((app, d), (0,) * 6)[3] for d in week)
+    assert report["mau_last"] == expected.get((app, end), (0,) * 6)[2]
+    d1 = [cohorts[(app, d, "day")] for d in week[1:] if (app, d, "day") in cohorts]
+    assert report["retention_d1"] == pytest.approx(
+        sum(c[1] for c in d1) / sum(c[0] for c in d1) if d1 else 0.0)
 
     # Counts reconcile: every consumed event is valid or a dropped duplicate.
     assert worker.total("pulse_events_consumed_total") == len(events)
@@ -177,6 +193,8 @@ def test_worker_killed_mid_stream_loses_and_double_counts_nothing(
     pulse_env.cli("publish", "--historical", "--quiet", str(tmp_path / "second.jsonl"))
     pulse_env.worker()
     wait_until_metrics_match(pulse_env, expected_rows(events), timeout=300)
+    wait_for(lambda: pulse_env.cohorts() == recompute_cohorts(events, PLANS), 30,
+             "retention_cohorts to match after the restart")
 
 
 def test_demo_traffic_shows_live_metrics_for_every_app(pulse_env: PulseEnv) -> None:

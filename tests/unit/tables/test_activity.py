@@ -16,6 +16,7 @@ from tables.activity import (
     EVENTS,
     MAU,
     NEW_USERS,
+    RETAINED,
     SESSIONS,
     WAU,
     Change,
@@ -250,7 +251,11 @@ def naive(events: list[ValidEvent]) -> Deltas:
                 out[(column, day)] += 1
         registered = [e.day for e in mine if e.registration]
         if registered:
-            out[(NEW_USERS, min(registered))] += 1
+            cohort = min(registered)
+            out[(NEW_USERS, cohort)] += 1
+            for n, column in RETAINED.items():  # retained: active exactly n days later
+                if cohort + n in active:
+                    out[(column, cohort)] += 1
         previous = None
         for ts in sorted(e.ts for e in mine if e.activity):
             if previous is None or ts - previous > GAP:
@@ -305,3 +310,16 @@ def test_positions_are_tracked_per_partition() -> None:
     [change] = run(state, at_position(ev(D), 1, 5))  # another partition, lower offset: new
     assert not change.duplicate and change.deltas == {(EVENTS, D): 1}
     assert state.positions == {0: 50, 1: 5}
+
+
+def test_cohort_retention_marks_move_with_a_late_earlier_registration() -> None:
+    state = UserState()
+    changes = run(state, ev(D, registration=True), ev(D + 1), ev(D + 7))
+    assert total(changes)[(RETAINED[1], D)] == 1 and total(changes)[(RETAINED[7], D)] == 1
+    # A registration two days earlier arrives late: the user now belongs to cohort D - 2,
+    # where day D - 2 + 3 = D + 1 is a D3 return; the marks in cohort D are taken back.
+    [late] = run(state, ev(D - 2, registration=True))
+    assert late.deltas[(NEW_USERS, D)] == -1 and late.deltas[(NEW_USERS, D - 2)] == 1
+    assert late.deltas[(RETAINED[1], D)] == -1 and late.deltas[(RETAINED[7], D)] == -1
+    assert late.deltas[(RETAINED[3], D - 2)] == 1
+    assert (RETAINED[1], D - 2) not in late.deltas  # D - 1 was not an active day
