@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from agents.safety import SafetyDesk
+from agents.streaks import StreakKeeper
 from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, user_key
 from streams.topics import changelog_topic
@@ -35,6 +36,7 @@ def register(p: Pipeline) -> None:
 
     metrics = p.metrics
     desk = SafetyDesk(p)
+    streaks = StreakKeeper(p)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -75,6 +77,7 @@ def register(p: Pipeline) -> None:
                 agg.add(event.app, change.deltas)
                 if event.props is not None:
                     desk.on_event(key, part, state, event, now)
+                streaks.on_event(state, event)
             if changed:
                 value = encode_state(state)
                 p.users.data[key] = value
@@ -178,7 +181,7 @@ def register(p: Pipeline) -> None:
     @p.app.task
     async def run_sinks() -> None:
         await p.pool.open(wait=True)
-        sinks = [p.sink.run(), p.crisis_sink.run()]
+        sinks = [p.sink.run(), p.crisis_sink.run(), p.streak_sink.run()]
         if p.alertmanager is not None:
             sinks.append(p.alertmanager.run())
         await asyncio.gather(*sinks)

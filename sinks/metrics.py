@@ -12,6 +12,9 @@ LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 60
 # Around the 60 s crisis SLA (seed 000): fine below it, coarse above.
 CRISIS_BUCKETS = (5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
 FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+# HTTP gateway request latency: the target is p99 ≤ 50 ms.
+REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5,
+                   5, 10)
 
 
 class Metrics:
@@ -91,7 +94,34 @@ class Metrics:
             "pulse_crisis_anomalies", "Crisis events that did not fit the incident flow "
             "(escalation without detection, clock skew, out of order)", ["app", "kind"],
             registry=r)
+        self.streak_events = Counter(
+            "pulse_streak_events", "Derived streak events emitted", ["app", "type", "kind"],
+            registry=r)
         self.partitions_owned = Gauge(
             "pulse_partitions_owned", "Event partitions this worker owns", registry=r)
         self.users_tracked = Gauge(
             "pulse_users_tracked", "Per-user states held by this worker", registry=r)
+
+        # ---- HTTP gateway (`pulse gateway`, streams/gateway/) --------------------------------
+        # `api` is one of batch, segment, posthog, amplitude; `app` comes from the write key
+        # ("unknown" before authentication); `reason` is a validation reason code or a
+        # request-level one (unauthorized, too_large, invalid_body, rate_limited, unavailable).
+        self.gateway_requests = Counter(
+            "pulse_gateway_requests", "HTTP requests answered, by API and status code",
+            ["api", "status"], registry=r)
+        self.gateway_events = Counter(
+            "pulse_gateway_events", "Events received, by outcome: accepted (to the ingest "
+            "topic), deadlettered (accepted by the API's convention but invalid), rejected "
+            "(refused to the client)", ["api", "app", "outcome"], registry=r)
+        self.gateway_rejections = Counter(
+            "pulse_gateway_rejections", "Rejected or dead-lettered events and refused requests, "
+            "by first reason", ["api", "app", "reason"], registry=r)
+        self.gateway_user_properties = Counter(
+            "pulse_gateway_user_properties", "User-property records published",
+            ["api", "app"], registry=r)
+        self.gateway_request_seconds = Histogram(
+            "pulse_gateway_request_seconds", "Request latency, body read to response, "
+            "broker acknowledgement included", ["api"], buckets=REQUEST_BUCKETS, registry=r)
+        self.gateway_broker_ready = Gauge(
+            "pulse_gateway_broker_ready", "1 while the broker answers metadata requests",
+            registry=r)

@@ -146,3 +146,27 @@ class CrisisIncidentSink(BatchingSink[str]):
     async def write_batch(self, rows: dict[str, Any]) -> None:
         async with self.pool.connection() as conn, conn.cursor() as cur:
             await cur.executemany(_UPSERT_CRISIS, list(rows.values()))
+
+
+STREAK_COLUMNS = ("app", "user_id", "streak_type", "current_length", "record_length",
+                  "current_start", "current_end")
+_UPSERT_STREAK = f"""
+INSERT INTO user_streaks ({", ".join(STREAK_COLUMNS)}, updated_at)
+VALUES ({", ".join(["%s"] * len(STREAK_COLUMNS))}, now())
+ON CONFLICT (app, user_id, streak_type) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in STREAK_COLUMNS[3:])}, updated_at = now()
+"""
+
+
+class UserStreakSink(BatchingSink[tuple[str, str, str]]):
+    """The latest streak of each (app, user, type)."""
+
+    name = "postgres_user_streaks"
+
+    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self.pool = pool
+
+    async def write_batch(self, rows: dict[tuple[str, str, str], Any]) -> None:
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(_UPSERT_STREAK, list(rows.values()))

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sinks.alertmanager import AlertmanagerSink
 from sinks.metrics import Metrics
-from sinks.postgres import CrisisIncidentSink, DailyMetricsSink
+from sinks.postgres import CrisisIncidentSink, DailyMetricsSink, UserStreakSink
 from streams.connections import Connections
 from streams.plan import Plan, load_plans
 from streams.settings import Settings
@@ -51,7 +51,9 @@ class Pipeline:
     limits: Limits
     state_configs: dict[str, StateConfig]
     alerts_topic: Any
+    derived_topic: Any
     crisis_sink: CrisisIncidentSink
+    streak_sink: UserStreakSink
     alertmanager: AlertmanagerSink | None
     aggregates: dict[int, DayAggregates] = field(default_factory=dict)
 
@@ -93,6 +95,7 @@ def build_worker(settings: Settings, connections: Connections,
     events_topic = app.topic(settings.events_topic, partitions=settings.partitions)
     deadletter_topic = app.topic(settings.deadletter_topic, partitions=settings.partitions)
     alerts_topic = app.topic(settings.alerts_topic, partitions=1)
+    derived_topic = app.topic(settings.derived_topic, partitions=settings.partitions)
     # Keys and values are bytes; the app-wide raw serializers apply to the changelog too.
     users = app.Table("users", default=None, partitions=settings.partitions,
                       key_type=bytes, value_type=bytes)
@@ -114,11 +117,14 @@ def build_worker(settings: Settings, connections: Connections,
     crisis_sink = CrisisIncidentSink(pool, metrics, flush_seconds=0.2,
                                      max_rows=settings.sink_batch_rows,
                                      max_retry_seconds=settings.sink_max_retry_seconds)
+    streak_sink = UserStreakSink(pool, metrics, flush_seconds=settings.sink_flush_seconds,
+                                 max_rows=settings.sink_batch_rows,
+                                 max_retry_seconds=settings.sink_max_retry_seconds)
     alertmanager = (AlertmanagerSink(settings.alertmanager_url, metrics)
                     if settings.alertmanager_url else None)
     pipeline = Pipeline(settings, connections, plans, metrics, app, ingest_topic, events_topic,
                         deadletter_topic, users, pool, sink, limits, state_configs,
-                        alerts_topic, crisis_sink, alertmanager)
+                        alerts_topic, derived_topic, crisis_sink, streak_sink, alertmanager)
 
     from agents import activity, ingest  # agents register on the app they are given
 

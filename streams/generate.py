@@ -37,7 +37,11 @@ class EventFactory:
     def __init__(self, plan: Plan, rng: random.Random) -> None:
         self.plan = plan
         self.rng = rng
-        self.user_events = sorted(n for n in plan.activity_events if n != plan.registration.event)
+        # Everything a user does (a plan may count only some of it as activity, like
+        # onepercent's session_start); sessions open with session_start where it exists.
+        self.user_events = sorted(n for n, e in plan.events.items() if e.actor == "user"
+                                  and n not in (plan.registration.event, "session_start"))
+        self.habits = sorted(plan.streak_types)
         others = [n for n, e in plan.events.items() if e.actor != "user"]
         self.other_events = sorted(others)
         # Popularity: a few events dominate, as in real products (Zipf-like weights).
@@ -117,8 +121,10 @@ class EventFactory:
             doc["session_id"] = session
         return doc
 
-    def session(self, user: int, start: datetime) -> list[dict[str, Any]]:
-        """One burst of activity: 2–8 user events a few minutes apart, maybe a server event."""
+    def session(self, user: int, start: datetime,
+                habit: str | None = None) -> list[dict[str, Any]]:
+        """One burst of activity: 2–8 user events a few minutes apart, maybe a server event;
+        `habit` (a streak event) is done early in the session."""
         rng = self.rng
         sid = f"s{user}-{int(start.timestamp())}"
         out = []
@@ -126,6 +132,9 @@ class EventFactory:
         first = "session_start" if "session_start" in self.plan.events else None
         if first:
             out.append(self.event(user, first, ts, session=sid))
+        if habit:
+            ts += timedelta(seconds=rng.randint(10, 120))
+            out.append(self.event(user, habit, ts, session=sid))
         for _ in range(rng.randint(2, 8)):
             ts += timedelta(seconds=rng.randint(20, 600))
             if not self.user_events:
@@ -160,6 +169,8 @@ def generate(plan: Plan, options: GenOptions) -> Iterator[dict[str, Any]]:
         _, _, p_active = profile
         signup = rng.randrange(options.days)
         lifetime = rng.randint(1, 7) if profile[0] == "churner" else options.days
+        # Streak apps: most users keep one habit (diary, meditation…) on most active days.
+        habit = rng.choice(factory.habits) if factory.habits and rng.random() < 0.7 else None
         for offset in range(signup, min(options.days, signup + lifetime)):
             day_start = first_day + timedelta(days=offset)
             weekday = day_start.weekday()
@@ -172,7 +183,8 @@ def generate(plan: Plan, options: GenOptions) -> Iterator[dict[str, Any]]:
                 if offset == signup and i == 0:
                     events.extend(_registration(factory, user, start))
                     start += timedelta(seconds=rng.randint(5, 60))
-                events.extend(factory.session(user, start))
+                keeps_habit = habit if i == 0 and rng.random() < 0.85 else None
+                events.extend(factory.session(user, start, keeps_habit))
     events = [e for e in events if datetime.fromisoformat(e["timestamp"]) <= end]
     events.sort(key=lambda e: datetime.fromisoformat(e["timestamp"]))
     return iter(_deliver(events, options, rng))

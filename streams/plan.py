@@ -21,6 +21,7 @@ import yaml
 
 from streams.errors import PlanError
 from tables.crisis import LEVELS, SafetyConfig
+from tables.streaks import StreakConfig
 
 PLANS_DIR = Path(__file__).parent / "plans"
 
@@ -107,6 +108,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     additional_properties: bool = True
     privacy: PrivacySpec = msgspec.field(default_factory=PrivacySpec)
     safety: SafetyConfig | None = None
+    streaks: dict[str, StreakConfig] = {}
     description: str = ""
 
 
@@ -130,6 +132,9 @@ class Plan:
     safety: SafetyConfig | None = None
     # Properties that travel with the validated event because state transitions read them.
     carried: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    streaks: Mapping[str, StreakConfig] = field(default_factory=dict)
+    # event name → the streak types it counts for
+    streak_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -295,6 +300,18 @@ def load_plan(path: Path) -> Plan:
                             f"{name} is a {events[name].actor} event and cannot count as activity")
 
     carried = _check_safety(spec.safety, events, loc, file) if spec.safety else {}
+    streak_types: dict[str, tuple[str, ...]] = {}
+    for name, streak in spec.streaks.items():
+        if not _NAME.match(name):
+            raise PlanError(file, loc.line("streaks", name), f"streak type {name!r}: snake_case")
+        if streak.grace_days < 0 or any(m <= 0 for m in streak.milestones):
+            raise PlanError(file, loc.line("streaks", name),
+                            f"streak {name}: grace_days ≥ 0 and milestones > 0")
+        for i, event_name in enumerate(streak.events):
+            if event_name not in events:
+                raise PlanError(file, loc.line("streaks", name, "events", i),
+                                f"streak {name}: {event_name!r} is not an event of this plan")
+            streak_types[event_name] = (*streak_types.get(event_name, ()), name)
 
     return Plan(
         app=spec.app,
@@ -312,6 +329,8 @@ def load_plan(path: Path) -> Plan:
         forbidden=forbidden,
         safety=spec.safety,
         carried=carried,
+        streaks=spec.streaks,
+        streak_types=streak_types,
     )
 
 

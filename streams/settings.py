@@ -24,7 +24,11 @@ class Settings(BaseSettings):
     ingest_topic: str = Field("pulse.ingest", description="topic services publish events to")
     events_topic: str = Field("pulse.events", description="validated events, batched by user")
     deadletter_topic: str = Field("pulse.deadletters", description="rejected records + reasons")
+    user_properties_topic: str = Field(
+        "pulse.user_properties", description="user-property updates (identify, $set, "
+        "user_properties) from the HTTP gateway, JSON, keyed by app and user")
     alerts_topic: str = Field("alerts.safety", description="safety alerts for on-call")
+    derived_topic: str = Field("pulse.derived", description="derived events (streaks)")
     partitions: int = Field(4, ge=1, description="partitions of the internal topics and tables")
 
     # Validation.
@@ -47,3 +51,22 @@ class Settings(BaseSettings):
         None, description="Alertmanager base URL, e.g. http://127.0.0.1:9093; unset: alerts go "
         "to the alerts topic only")
 
+    # HTTP gateway (`pulse gateway`): the products' analytics SDKs send here.
+    gateway_host: str = Field("127.0.0.1", description="gateway listen address (0.0.0.0: all)")
+    gateway_port: int = Field(8088, description="gateway listen port (0 = any free port)")
+    gateway_keys: str = Field(
+        "{}", description='write keys as JSON {"app": ["<sha256 hex of a key>", …]}; '
+        "`pulse gateway hash-key KEY` prints a digest")
+    gateway_aliases: str = Field(
+        "{}", description='event-name aliases as JSON {"app" or "*": {"Sent Name": '
+        '"plan_event"}}, applied before snake_case mapping')
+    gateway_idempotent: bool = Field(
+        False, description="idempotent Kafka producer (needs broker support; Tansu has none)")
+    gateway_delivery_timeout_seconds: float = Field(
+        10.0, description="longest wait for the broker's acknowledgement before a 503")
+    gateway_linger_ms: float = Field(2.0, description="producer linger before sending a batch")
+    gateway_rate_limit: float = Field(
+        10000.0, description="events per second per write key (0 = unlimited)")
+    gateway_rate_burst: float = Field(20000.0, description="events a write key may burst")
+    gateway_max_body_bytes: int = Field(
+        8 * 1024 * 1024, description="largest request body after decompression")

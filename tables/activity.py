@@ -16,6 +16,7 @@ import msgspec
 
 from streams.envelope import ValidEvent
 from tables.crisis import CrisisState
+from tables.streaks import StreakState
 
 # Aggregate columns, in the order of `daily_metrics`.
 DAU, WAU, MAU, NEW_USERS, SESSIONS, EVENTS = range(6)
@@ -62,6 +63,7 @@ class UserState(msgspec.Struct, array_like=True):
     # Highest ingest position applied per ingest partition (see ValidEvent.position).
     positions: dict[int, int] = msgspec.field(default_factory=dict)
     crisis: CrisisState | None = None
+    streaks: dict[str, StreakState] | None = None
 
 
 @dataclass

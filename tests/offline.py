@@ -103,3 +103,42 @@ def recompute_cohorts(events: Iterable[dict[str, Any]],
         for key in ((app, cohort, "day"), (app, monday, "week")):
             rows[key] = [a + b for a, b in zip(rows[key], marks, strict=True)]
     return {key: tuple(values) for key, values in rows.items()}
+
+
+StreakRows = dict[tuple[str, str, str], tuple[int, int, date, date]]
+
+
+def recompute_streaks(
+    events: Iterable[dict[str, Any]], plans: dict[str, Plan]
+) -> tuple[StreakRows, dict[tuple[str, str, int], int]]:
+    """user_streaks rows (app, user, type) → (current_length, record, start, end) and, for time
+    ordered input, how many streak_milestone_reached events each (app, type, milestone) gets:
+    one per run long enough."""
+    seen: set[tuple[str, str]] = set()
+    days: dict[tuple[str, str, str], set[date]] = defaultdict(set)
+    for doc in events:
+        if (doc["app"], doc["event_id"]) in seen:
+            continue
+        seen.add((doc["app"], doc["event_id"]))
+        plan = plans[doc["app"]]
+        for kind, streak in plan.streaks.items():
+            if doc["event"] in streak.events:
+                day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
+                days[(doc["app"], doc["user_id"], kind)].add(day)
+    rows: StreakRows = {}
+    milestones: dict[tuple[str, str, int], int] = defaultdict(int)
+    for (app, user, kind), qualifying in days.items():
+        streak = plans[app].streaks[kind]
+        runs: list[list[date]] = []
+        for day in sorted(qualifying):
+            if runs and (day - runs[-1][-1]).days - 1 <= streak.grace_days:
+                runs[-1].append(day)
+            else:
+                runs.append([day])
+        rows[(app, user, kind)] = (len(runs[-1]), max(len(r) for r in runs), runs[-1][0],
+                                   runs[-1][-1])
+        for run in runs:
+            for milestone in streak.milestones:
+                if len(run) >= milestone:
+                    milestones[(app, kind, milestone)] += 1
+    return rows, dict(milestones)

@@ -169,8 +169,19 @@ class PulseEnv:
                 "FROM retention_cohorts")}
 
     def deadletters(self, expected: int, timeout: float = 60) -> list[Any]:
-        return asyncio.run(_read_topic(self.addresses.kafka_bootstrap,
-                                       self.env["PULSE_DEADLETTER_TOPIC"], expected, timeout))
+        return self.read_topic(self.env["PULSE_DEADLETTER_TOPIC"], expected, timeout)
+
+    def read_topic(self, topic: str, expected: int, timeout: float = 60) -> list[Any]:
+        return asyncio.run(_read_topic(self.addresses.kafka_bootstrap, topic, expected, timeout))
+
+    def streaks(self) -> dict[tuple[str, str, str], tuple[Any, ...]]:
+        with psycopg.connect(self.database_url) as conn:
+            exists = conn.execute("SELECT to_regclass('user_streaks')").fetchone()
+            if exists is None or exists[0] is None:
+                return {}
+            return {(app, user, kind): tuple(values) for app, user, kind, *values in conn.execute(
+                "SELECT app, user_id, streak_type, current_length, record_length, current_start,"
+                " current_end FROM user_streaks")}
 
 
 async def _read_topic(bootstrap: str, topic: str, expected: int, wait: float) -> list[Any]:
@@ -221,6 +232,8 @@ def pulse_env(services: ServiceAddresses, tmp_path: Path) -> Iterator[PulseEnv]:
         "PULSE_INGEST_TOPIC": f"ingest-{suffix}",
         "PULSE_EVENTS_TOPIC": f"events-{suffix}",
         "PULSE_DEADLETTER_TOPIC": f"deadletters-{suffix}",
+        "PULSE_DERIVED_TOPIC": f"derived-{suffix}",
+        "PULSE_ALERTS_TOPIC": f"alerts-{suffix}",
         "PULSE_METRICS_PORT": "0",
         "PULSE_PARTITIONS": "4",
         "PULSE_SINK_FLUSH_SECONDS": "0.2",
