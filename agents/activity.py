@@ -75,6 +75,8 @@ def register(p: Pipeline) -> None:
                 if not event.historical:
                     metrics.event_lag.observe(max(0.0, now - event.ts))
                 agg.add(event.app, change.deltas)
+                if change.counters:
+                    agg.add_counters(event.app, change.counters)
                 if event.props is not None:
                     desk.on_event(key, part, state, event, now)
                 streaks.on_event(state, event)
@@ -163,6 +165,9 @@ def register(p: Pipeline) -> None:
         for part, agg in list(p.aggregates.items()):
             for app, day, values in agg.take_dirty(today, maintained):
                 p.sink.put((app, day, part), values)
+                counts = agg.counters_of(app, day)
+                if counts:
+                    p.counter_sink.put((app, day, part), counts)
         for app, day in today.items():
             totals = [0, 0, 0]
             for agg in p.aggregates.values():
@@ -181,7 +186,7 @@ def register(p: Pipeline) -> None:
     @p.app.task
     async def run_sinks() -> None:
         await p.pool.open(wait=True)
-        sinks = [p.sink.run(), p.crisis_sink.run(), p.streak_sink.run()]
+        sinks = [p.sink.run(), p.crisis_sink.run(), p.streak_sink.run(), p.counter_sink.run()]
         if p.alertmanager is not None:
             sinks.append(p.alertmanager.run())
         await asyncio.gather(*sinks)

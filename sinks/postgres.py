@@ -170,3 +170,46 @@ class UserStreakSink(BatchingSink[tuple[str, str, str]]):
     async def write_batch(self, rows: dict[tuple[str, str, str], Any]) -> None:
         async with self.pool.connection() as conn, conn.cursor() as cur:
             await cur.executemany(_UPSERT_STREAK, list(rows.values()))
+
+
+_COUNTERS_LOCK = 0x50554C5347  # serialises recomputing app_daily_counters from partitions
+_UPSERT_COUNTER_PARTITION = """
+INSERT INTO app_daily_counters_partitions (app, day, partition, counter, dimension, millionths,
+                                           updated_at)
+VALUES (%s, %s, %s, %s, %s, %s, now())
+ON CONFLICT (app, day, partition, counter, dimension) DO UPDATE SET
+  millionths = EXCLUDED.millionths, updated_at = now()
+"""
+_RECOMPUTE_COUNTERS = """
+INSERT INTO app_daily_counters (app, day, counter, dimension, value, updated_at)
+SELECT p.app, p.day, p.counter, p.dimension, sum(p.millionths)::numeric / 1000000, now()
+FROM app_daily_counters_partitions p
+JOIN unnest(%s::text[], %s::date[]) AS t(app, day) ON p.app = t.app AND p.day = t.day
+GROUP BY p.app, p.day, p.counter, p.dimension
+ON CONFLICT (app, day, counter, dimension) DO UPDATE SET
+  value = EXCLUDED.value, updated_at = now()
+"""
+
+
+class AppCounterSink(BatchingSink[DailyKey]):
+    """The plans' daily counters: each partition's absolute millionths, then the sums."""
+
+    name = "postgres_app_daily_counters"
+
+    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self.pool = pool
+
+    async def write_batch(self, rows: dict[DailyKey, Any]) -> None:
+        params = []
+        for (app, day, part), counts in rows.items():
+            for key, amount in counts.items():
+                name, _, dimension = key.partition("\x1f")
+                params.append((app, day_to_date(day), part, name, dimension, amount))
+        touched = sorted({(app, day) for app, day, _ in rows})
+        async with self.pool.connection() as conn, conn.transaction():
+            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_COUNTERS_LOCK,))
+            async with conn.cursor() as cur:
+                await cur.executemany(_UPSERT_COUNTER_PARTITION, params)
+                await cur.execute(_RECOMPUTE_COUNTERS, (
+                    [app for app, _ in touched], [day_to_date(day) for _, day in touched]))

@@ -17,7 +17,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sinks.alertmanager import AlertmanagerSink
 from sinks.metrics import Metrics
-from sinks.postgres import CrisisIncidentSink, DailyMetricsSink, UserStreakSink
+from sinks.postgres import AppCounterSink, CrisisIncidentSink, DailyMetricsSink, UserStreakSink
 from streams.connections import Connections
 from streams.plan import Plan, load_plans
 from streams.settings import Settings
@@ -54,6 +54,7 @@ class Pipeline:
     derived_topic: Any
     crisis_sink: CrisisIncidentSink
     streak_sink: UserStreakSink
+    counter_sink: AppCounterSink
     alertmanager: AlertmanagerSink | None
     aggregates: dict[int, DayAggregates] = field(default_factory=dict)
 
@@ -110,21 +111,25 @@ def build_worker(settings: Settings, connections: Connections,
     )
     state_configs = {
         name: StateConfig(session_gap=float(plan.session_gap_seconds),
-                          history_days=settings.history_days, dedupe_days=settings.dedupe_days)
+                          history_days=settings.history_days, dedupe_days=settings.dedupe_days,
+                          counters=plan.counters)
         for name, plan in plans.items()
     }
     # The audit log is written promptly: on-call may look an incident up while it is open.
     crisis_sink = CrisisIncidentSink(pool, metrics, flush_seconds=0.2,
                                      max_rows=settings.sink_batch_rows,
                                      max_retry_seconds=settings.sink_max_retry_seconds)
-    streak_sink = UserStreakSink(pool, metrics, flush_seconds=settings.sink_flush_seconds,
-                                 max_rows=settings.sink_batch_rows,
-                                 max_retry_seconds=settings.sink_max_retry_seconds)
+    batching = {"flush_seconds": settings.sink_flush_seconds,
+                "max_rows": settings.sink_batch_rows,
+                "max_retry_seconds": settings.sink_max_retry_seconds}
+    streak_sink = UserStreakSink(pool, metrics, **batching)
+    counter_sink = AppCounterSink(pool, metrics, **batching)
     alertmanager = (AlertmanagerSink(settings.alertmanager_url, metrics)
                     if settings.alertmanager_url else None)
     pipeline = Pipeline(settings, connections, plans, metrics, app, ingest_topic, events_topic,
                         deadletter_topic, users, pool, sink, limits, state_configs,
-                        alerts_topic, derived_topic, crisis_sink, streak_sink, alertmanager)
+                        alerts_topic, derived_topic, crisis_sink, streak_sink, counter_sink,
+                        alertmanager)
 
     from agents import activity, ingest  # agents register on the app they are given
 

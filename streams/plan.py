@@ -20,6 +20,7 @@ import msgspec
 import yaml
 
 from streams.errors import PlanError
+from tables.counters import CounterConfig
 from tables.crisis import LEVELS, SafetyConfig
 from tables.streaks import StreakConfig
 
@@ -109,6 +110,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     privacy: PrivacySpec = msgspec.field(default_factory=PrivacySpec)
     safety: SafetyConfig | None = None
     streaks: dict[str, StreakConfig] = {}
+    counters: dict[str, CounterConfig] = {}
     description: str = ""
 
 
@@ -133,6 +135,7 @@ class Plan:
     # Properties that travel with the validated event because state transitions read them.
     carried: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     streaks: Mapping[str, StreakConfig] = field(default_factory=dict)
+    counters: Mapping[str, CounterConfig] = field(default_factory=dict)
     # event name → the streak types it counts for
     streak_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -300,6 +303,22 @@ def load_plan(path: Path) -> Plan:
                             f"{name} is a {events[name].actor} event and cannot count as activity")
 
     carried = _check_safety(spec.safety, events, loc, file) if spec.safety else {}
+    for name, counter in spec.counters.items():
+        where = ("counters", name)
+        if not _NAME.match(name) or counter.event not in events:
+            raise PlanError(file, loc.line(*where),
+                            f"counter {name!r}: snake_case name and an event of this plan")
+        props = events[counter.event].properties
+        if counter.sum is not None and (counter.sum not in props or
+                                        props[counter.sum].type not in ("integer", "number")):
+            raise PlanError(file, loc.line(*where, "sum"),
+                            f"counter {name}: {counter.sum!r} is not a numeric property of "
+                            f"{counter.event}")
+        if counter.by is not None and counter.by not in props:
+            raise PlanError(file, loc.line(*where, "by"),
+                            f"counter {name}: {counter.by!r} is not a property of {counter.event}")
+        wanted = [p for p in (counter.sum, counter.by) if p is not None]
+        carried[counter.event] = tuple(dict.fromkeys([*carried.get(counter.event, ()), *wanted]))
     streak_types: dict[str, tuple[str, ...]] = {}
     for name, streak in spec.streaks.items():
         if not _NAME.match(name):
@@ -331,6 +350,7 @@ def load_plan(path: Path) -> Plan:
         carried=carried,
         streaks=spec.streaks,
         streak_types=streak_types,
+        counters=spec.counters,
     )
 
 

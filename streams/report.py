@@ -74,11 +74,25 @@ def period_stats(conn: psycopg.Connection, app: str, start: date, end: date) -> 
 def build_report(dsn: str, app: str, period: str, end: date) -> dict[str, Any]:
     days = PERIOD_DAYS[period]
     start = end - timedelta(days=days - 1)
+    before = (start - timedelta(days=days), start - timedelta(days=1))
     with psycopg.connect(dsn) as conn:
         current = period_stats(conn, app, start, end)
-        previous = period_stats(conn, app, start - timedelta(days=days),
-                                start - timedelta(days=1))
-    return {"app": app, "period": period, "current": current, "previous": previous}
+        previous = period_stats(conn, app, *before)
+        counters = {key: (value, 0.0) for key, value in counter_totals(conn, app, start, end)}
+        for key, value in counter_totals(conn, app, *before):
+            counters[key] = (counters.get(key, (0.0, 0.0))[0], value)
+    return {"app": app, "period": period, "current": current, "previous": previous,
+            "counters": dict(sorted(counters.items()))}
+
+
+def counter_totals(conn: psycopg.Connection, app: str, start: date,
+                   end: date) -> list[tuple[str, float]]:
+    """The plan's daily counters summed over the period, `counter` or `counter[dimension]`."""
+    rows = conn.execute(
+        "SELECT counter, dimension, sum(value) FROM app_daily_counters "
+        "WHERE app = %s AND day BETWEEN %s AND %s GROUP BY counter, dimension",
+        (app, start, end)).fetchall()
+    return [(f"{name}[{dim}]" if dim else name, float(total)) for name, dim, total in rows]
 
 
 def _change(now: float, before: float) -> str:
@@ -113,6 +127,8 @@ def render(report: dict[str, Any], fmt: str, console: Console | None = None) -> 
             "start": cur.start.isoformat(), "end": cur.end.isoformat(),
             "metrics": {attr: getattr(cur, attr) for _, attr, _ in ROWS},
             "previous": {attr: getattr(prev, attr) for _, attr, _ in ROWS},
+            "counters": {k: now for k, (now, _) in report["counters"].items()},
+            "counters_previous": {k: before for k, (_, before) in report["counters"].items()},
         }, option=orjson.OPT_INDENT_2).decode()
     if fmt == "csv":
         out = io.StringIO()
@@ -120,6 +136,8 @@ def render(report: dict[str, Any], fmt: str, console: Console | None = None) -> 
         writer.writerow(["metric", "current", "previous"])
         for (_, attr, _), (_, now, before, _) in zip(ROWS, values, strict=True):
             writer.writerow([attr, now, before])
+        for name, (now, before) in report["counters"].items():
+            writer.writerow([name, now, before])
         return out.getvalue()
     title = (f"📊 {report['app']}: {report['period']} "
              f"{cur.start:%d.%m} – {cur.end:%d.%m.%Y} ({cur.days_with_data} days with data)")
@@ -130,6 +148,11 @@ def render(report: dict[str, Any], fmt: str, console: Console | None = None) -> 
     table.add_column("change", justify="right")
     for label, now, before, pattern in values:
         table.add_row(label, pattern.format(now), pattern.format(before), _change(now, before))
+    if report["counters"]:
+        table.add_section()
+        for name, (now, before) in report["counters"].items():
+            table.add_row(name, f"{now:,.2f}".rstrip("0").rstrip("."),
+                          f"{before:,.2f}".rstrip("0").rstrip("."), _change(now, before))
     console = console or Console()
     with console.capture() as capture:
         console.print(table)

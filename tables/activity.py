@@ -9,12 +9,13 @@ No Kafka, database or clock here: days and timestamps arrive with the event.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 
 import msgspec
 
 from streams.envelope import ValidEvent
+from tables.counters import CounterConfig, contributions
 from tables.crisis import CrisisState
 from tables.streaks import StreakState
 
@@ -35,6 +36,7 @@ class StateConfig:
     session_gap: float = 1800.0
     history_days: int = 128
     dedupe_days: int = 8
+    counters: Mapping[str, CounterConfig] = field(default_factory=dict)
 
 
 class Session(msgspec.Struct, array_like=True):
@@ -64,6 +66,8 @@ class UserState(msgspec.Struct, array_like=True):
     positions: dict[int, int] = msgspec.field(default_factory=dict)
     crisis: CrisisState | None = None
     streaks: dict[str, StreakState] | None = None
+    # The user's share of the plan's daily counters: local day → counter key → millionths.
+    counters: dict[int, dict[str, int]] | None = None
 
 
 @dataclass
@@ -72,6 +76,8 @@ class Change:
 
     deltas: dict[tuple[int, int], int]
     duplicate: bool = False
+    # What the event added to the plan's daily counters: (counter key, day) → millionths.
+    counters: dict[tuple[str, int], int] = field(default_factory=dict)
     beyond_history: bool = False
     # Arrived more than `dedupe_days` after the user's newest day: its id could not be checked
     # and a session it belonged to may be gone, so it may count twice (counted, never silent).
@@ -146,6 +152,13 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
     stats = state.day_stats.setdefault(day, [0, 0])
     stats[0] += 1
     _add(deltas, EVENTS, day, 1)
+    counted = contributions(cfg.counters, event.event, event.props) if cfg.counters else {}
+    if counted:
+        mine = (state.counters or {})
+        day_counts = mine.setdefault(day, {})
+        for key, amount in counted.items():
+            day_counts[key] = day_counts.get(key, 0) + amount
+        state.counters = mine
     if state.first_day == NO_DAY or day < state.first_day:
         state.first_day = day
     state.last_ts = max(state.last_ts, event.ts)
@@ -158,6 +171,7 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
         state.reg_day = day
         _cohort(state, deltas, 1)
 
+    change = Change(deltas, counters={(key, day): amount for key, amount in counted.items()})
     if event.activity:
         if not is_active(state, day):
             _add(deltas, DAU, day, 1)
@@ -173,7 +187,8 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
             if state.reg_day != NO_DAY and n in RETAINED:
                 _add(deltas, RETAINED[n], state.reg_day, 1)
         _add_to_sessions(state, event.ts, day, cfg.session_gap, deltas)
-    return Change(deltas, beyond_dedupe=beyond_dedupe)
+    change.beyond_dedupe = beyond_dedupe
+    return change
 
 
 def _cohort(state: UserState, deltas: dict[tuple[int, int], int], sign: int) -> None:
@@ -228,6 +243,9 @@ def _prune(state: UserState, cfg: StateConfig) -> None:
     oldest_kept = state.end_day - cfg.history_days + 1
     for day in [d for d in state.day_stats if d < oldest_kept]:
         del state.day_stats[day]
+    if state.counters:
+        for day in [d for d in state.counters if d < oldest_kept]:
+            del state.counters[day]
     dedupe_from = state.end_day - cfg.dedupe_days + 1
     for day in [d for d in state.seen if d < dedupe_from]:
         del state.seen[day]
@@ -270,3 +288,9 @@ def contribution(state: UserState, history_days: int = 128) -> dict[tuple[int, i
         if sessions:
             out[(SESSIONS, day)] = sessions
     return out
+
+
+def counter_contribution(state: UserState) -> dict[tuple[str, int], int]:
+    """The user's share of the daily counters, (counter key, day) → millionths."""
+    return {(key, day): amount for day, counts in (state.counters or {}).items()
+            for key, amount in counts.items()}

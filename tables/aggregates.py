@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from tables.activity import UserState, contribution
+from tables.activity import UserState, contribution, counter_contribution
 
 # Day metrics, then the retention counts of the cohort registered that day (tables.activity).
 DAY_COLUMNS = ("dau", "wau", "mau", "new_users", "sessions", "events")
@@ -23,6 +23,8 @@ class DayAggregates:
 
     def __init__(self) -> None:
         self.days: dict[str, dict[int, list[int]]] = {}
+        # The plan's daily counters: app → day → counter key → millionths.
+        self.counters: dict[str, dict[int, dict[str, int]]] = {}
         self.dirty: set[tuple[str, int]] = set()
 
     def add(self, app: str, deltas: Mapping[tuple[int, int], int]) -> None:
@@ -34,11 +36,24 @@ class DayAggregates:
             row[column] += amount
             self.dirty.add((app, day))
 
+    def add_counters(self, app: str, deltas: Mapping[tuple[str, int], int]) -> None:
+        days = self.counters.setdefault(app, {})
+        for (key, day), amount in deltas.items():
+            counts = days.setdefault(day, {})
+            counts[key] = counts.get(key, 0) + amount
+            self.dirty.add((app, day))
+
+    def counters_of(self, app: str, day: int) -> dict[str, int]:
+        return dict(self.counters.get(app, {}).get(day, {}))
+
     def rebuild(self, users: Iterable[tuple[str, UserState]], history_days: int = 128) -> None:
         """Recompute from restored user state; every resulting day is marked for writing."""
         self.days.clear()
+        self.counters.clear()
         for app, state in users:
             self.add(app, contribution(state, history_days))
+            if state.counters:
+                self.add_counters(app, counter_contribution(state))
 
     def get(self, app: str, day: int) -> list[int]:
         return list(self.days.get(app, {}).get(day, [0] * len(COLUMNS)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 from datetime import date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from streams.plan import Plan
@@ -142,3 +143,29 @@ def recompute_streaks(
                 if len(run) >= milestone:
                     milestones[(app, kind, milestone)] += 1
     return rows, dict(milestones)
+
+
+def recompute_counters(events: Iterable[dict[str, Any]],
+                       plans: dict[str, Plan]) -> dict[tuple[str, date, str, str], Decimal]:
+    """app_daily_counters rows: (app, day, counter, dimension) → value, summed in Decimal."""
+    seen: set[tuple[str, str]] = set()
+    out: dict[tuple[str, date, str, str], Decimal] = defaultdict(Decimal)
+    for doc in events:
+        if (doc["app"], doc["event_id"]) in seen:
+            continue
+        seen.add((doc["app"], doc["event_id"]))
+        plan = plans[doc["app"]]
+        day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
+        props = doc.get("properties") or {}
+        for name, counter in plan.counters.items():
+            if counter.event != doc["event"]:
+                continue
+            if counter.sum is None:
+                amount = Decimal(1)
+            elif isinstance(props.get(counter.sum), int | float):
+                amount = Decimal(str(props[counter.sum])).quantize(Decimal("0.000001"))
+            else:
+                continue
+            dimension = "" if counter.by is None else str(props.get(counter.by, ""))
+            out[(doc["app"], day, name, dimension)] += amount
+    return dict(out)

@@ -174,6 +174,14 @@ class PulseEnv:
     def read_topic(self, topic: str, expected: int, timeout: float = 60) -> list[Any]:
         return asyncio.run(_read_topic(self.addresses.kafka_bootstrap, topic, expected, timeout))
 
+    def counters(self) -> dict[tuple[str, Any, str, str], Any]:
+        with psycopg.connect(self.database_url) as conn:
+            exists = conn.execute("SELECT to_regclass('app_daily_counters')").fetchone()
+            if exists is None or exists[0] is None:
+                return {}
+            return {(app, day, name, dim): value for app, day, name, dim, value in conn.execute(
+                "SELECT app, day, counter, dimension, value FROM app_daily_counters")}
+
     def streaks(self) -> dict[tuple[str, str, str], tuple[Any, ...]]:
         with psycopg.connect(self.database_url) as conn:
             exists = conn.execute("SELECT to_regclass('user_streaks')").fetchone()

@@ -12,7 +12,7 @@ import pytest
 
 from streams.plan import load_plans
 from tests.integration.conftest import PulseEnv, wait_for
-from tests.offline import recompute, recompute_cohorts
+from tests.offline import recompute, recompute_cohorts, recompute_counters
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 PLANS = load_plans()
@@ -69,11 +69,20 @@ def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_pa
     assert any(values[2] for values in cohorts.values())  # some D3 returns exist
     wait_for(lambda: pulse_env.cohorts() == cohorts, 30, "retention_cohorts to match")
 
+    # The plans' daily counters (seed 004 daily_stats, seed 000 LLM cost) are exact too.
+    counters = recompute_counters(events, PLANS)
+    assert {name for _, _, name, _ in counters} >= {"carts_created", "total_gmv", "llm_cost_rub"}
+    wait_for(lambda: pulse_env.counters() == counters, 30, "app_daily_counters to match")
+
     # The terminal report reads the same numbers.
     app, end = "vkusvill_bot", today()["vkusvill_bot"]
     week = [end - timedelta(days=i) for i in range(7)]
-    report = orjson.loads(pulse_env.cli("report", "--app", app, "--week", "--format",
-                                        "json").stdout)["metrics"]
+    full = orjson.loads(pulse_env.cli("report", "--app", app, "--week", "--format",
+                                      "json").stdout)
+    report = full["metrics"]
+    assert full["counters"]["carts_created"] == float(sum(
+        v for (a, d, name, _), v in counters.items() if a == app and name == "carts_created"
+        and d in week))
     assert report["new_users"] == sum(expected.get((app, d), (0,) * 6)[3] for d in week)
     assert report["mau_last"] == expected.get((app, end), (0,) * 6)[2]
     d1 = [cohorts[(app, d, "day")] for d in week[1:] if (app, d, "day") in cohorts]

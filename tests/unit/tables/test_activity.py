@@ -323,3 +323,27 @@ def test_cohort_retention_marks_move_with_a_late_earlier_registration() -> None:
     assert late.deltas[(RETAINED[1], D)] == -1 and late.deltas[(RETAINED[7], D)] == -1
     assert late.deltas[(RETAINED[3], D - 2)] == 1
     assert (RETAINED[1], D - 2) not in late.deltas  # D - 1 was not an active day
+
+
+def test_plan_counters_are_kept_per_day_and_rebuilt_exactly() -> None:
+    from tables.activity import counter_contribution
+    from tables.counters import SCALE, CounterConfig
+
+    cfg = StateConfig(counters={
+        "carts": CounterConfig(event="cart_created"),
+        "gmv": CounterConfig(event="cart_created", sum="total_sum"),
+        "cost": CounterConfig(event="api_call_made", sum="cost_rub", by="provider"),
+    })
+    state = UserState()
+    cart = ev(D)
+    cart.event, cart.props = "cart_created", {"total_sum": 1450.5}
+    call = ev(D, "13:00", activity=False)
+    call.event, call.props = "api_call_made", {"cost_rub": 0.1, "provider": "openai"}
+    again = ev(D, "13:05", activity=False)
+    again.event, again.props = "api_call_made", {"cost_rub": 0.2, "provider": "openai"}
+    changes = run(state, cart, call, again, ev(D, hid=cart.id_hash), cfg=cfg)
+    assert changes[0].counters == {("carts\x1f", D): SCALE, ("gmv\x1f", D): 1_450_500_000}
+    assert changes[3].duplicate and changes[3].counters == {}
+    assert counter_contribution(state) == {
+        ("carts\x1f", D): SCALE, ("gmv\x1f", D): 1_450_500_000,
+        ("cost\x1fopenai", D): 300_000}  # 0.1 + 0.2 exactly, in millionths
