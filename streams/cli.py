@@ -233,5 +233,29 @@ def topics_create(**options: Any) -> None:
     click.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
 
 
+@main.group(invoke_without_command=True)
+@settings_options
+@click.pass_context
+def gateway(ctx: click.Context, **options: Any) -> None:
+    """Run the HTTP ingestion gateway (seed 001 batch API, Segment, PostHog, Amplitude)."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from streams.gateway.server import run_gateway
+
+    try:
+        run_gateway(make_settings(options))
+    except PulseError as err:
+        _fail(err)
+
+
+@gateway.command("hash-key")
+@click.argument("key")
+def gateway_hash_key(key: str) -> None:
+    """Print the SHA-256 digest of a write KEY, for PULSE_GATEWAY_KEYS."""
+    from streams.gateway.auth import hash_key
+
+    click.echo(hash_key(key))
+
+
 if __name__ == "__main__":
     main()
