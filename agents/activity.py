@@ -11,6 +11,7 @@ import asyncio
 import logging
 import traceback
 from collections import defaultdict
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import orjson
@@ -77,6 +78,10 @@ def register(p: Pipeline) -> None:
                 agg.add(event.app, change.deltas)
                 if change.counters:
                     agg.add_counters(event.app, change.counters)
+                for funnel, steps in change.funnels.items():
+                    p.funnel_sink.put((event.app, event.user_id, funnel), (
+                        event.app, event.user_id, funnel, len(steps),
+                        [datetime.fromtimestamp(ts, UTC) for ts, _ in steps]))
                 if event.props is not None:
                     desk.on_event(key, part, state, event, now)
                 streaks.on_event(state, event)
@@ -146,7 +151,7 @@ def register(p: Pipeline) -> None:
                     crisis_states.append((key, part, app, state))
         p.aggregates.clear()
         for part, users in buckets.items():
-            aggregates_for(part).rebuild(users, p.settings.history_days)
+            aggregates_for(part).rebuild(users, p.settings.history_days, p.state_configs)
         desk.rebuild(crisis_states)
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
@@ -186,7 +191,8 @@ def register(p: Pipeline) -> None:
     @p.app.task
     async def run_sinks() -> None:
         await p.pool.open(wait=True)
-        sinks = [p.sink.run(), p.crisis_sink.run(), p.streak_sink.run(), p.counter_sink.run()]
+        sinks = [p.sink.run(), p.crisis_sink.run(), p.streak_sink.run(), p.counter_sink.run(),
+                 p.funnel_sink.run()]
         if p.alertmanager is not None:
             sinks.append(p.alertmanager.run())
         await asyncio.gather(*sinks)

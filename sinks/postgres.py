@@ -189,6 +189,11 @@ GROUP BY p.app, p.day, p.counter, p.dimension
 ON CONFLICT (app, day, counter, dimension) DO UPDATE SET
   value = EXCLUDED.value, updated_at = now()
 """
+# A funnel step that moved to another day (a late event) leaves a count of 0 behind: nobody.
+_DROP_EMPTY_FUNNEL_COUNTS = """
+DELETE FROM app_daily_counters c USING unnest(%s::text[], %s::date[]) AS t(app, day)
+WHERE c.app = t.app AND c.day = t.day AND c.value = 0 AND c.counter LIKE 'funnel:%%'
+"""
 
 
 class AppCounterSink(BatchingSink[DailyKey]):
@@ -211,5 +216,28 @@ class AppCounterSink(BatchingSink[DailyKey]):
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_COUNTERS_LOCK,))
             async with conn.cursor() as cur:
                 await cur.executemany(_UPSERT_COUNTER_PARTITION, params)
-                await cur.execute(_RECOMPUTE_COUNTERS, (
-                    [app for app, _ in touched], [day_to_date(day) for _, day in touched]))
+                keys = ([app for app, _ in touched], [day_to_date(day) for _, day in touched])
+                await cur.execute(_RECOMPUTE_COUNTERS, keys)
+                await cur.execute(_DROP_EMPTY_FUNNEL_COUNTS, keys)
+
+
+_UPSERT_FUNNEL = """
+INSERT INTO user_funnels (app, user_id, funnel, steps_reached, step_times, updated_at)
+VALUES (%s, %s, %s, %s, %s, now())
+ON CONFLICT (app, user_id, funnel) DO UPDATE SET
+  steps_reached = EXCLUDED.steps_reached, step_times = EXCLUDED.step_times, updated_at = now()
+"""
+
+
+class UserFunnelSink(BatchingSink[tuple[str, str, str]]):
+    """Each user's progress through each funnel: the time every step was reached."""
+
+    name = "postgres_user_funnels"
+
+    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self.pool = pool
+
+    async def write_batch(self, rows: dict[tuple[str, str, str], Any]) -> None:
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(_UPSERT_FUNNEL, list(rows.values()))

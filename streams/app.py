@@ -17,7 +17,13 @@ from psycopg_pool import AsyncConnectionPool
 
 from sinks.alertmanager import AlertmanagerSink
 from sinks.metrics import Metrics
-from sinks.postgres import AppCounterSink, CrisisIncidentSink, DailyMetricsSink, UserStreakSink
+from sinks.postgres import (
+    AppCounterSink,
+    CrisisIncidentSink,
+    DailyMetricsSink,
+    UserFunnelSink,
+    UserStreakSink,
+)
 from streams.connections import Connections
 from streams.plan import Plan, load_plans
 from streams.settings import Settings
@@ -55,6 +61,7 @@ class Pipeline:
     crisis_sink: CrisisIncidentSink
     streak_sink: UserStreakSink
     counter_sink: AppCounterSink
+    funnel_sink: UserFunnelSink
     alertmanager: AlertmanagerSink | None
     aggregates: dict[int, DayAggregates] = field(default_factory=dict)
 
@@ -112,7 +119,7 @@ def build_worker(settings: Settings, connections: Connections,
     state_configs = {
         name: StateConfig(session_gap=float(plan.session_gap_seconds),
                           history_days=settings.history_days, dedupe_days=settings.dedupe_days,
-                          counters=plan.counters)
+                          counters=plan.counters, funnels=plan.funnels)
         for name, plan in plans.items()
     }
     # The audit log is written promptly: on-call may look an incident up while it is open.
@@ -124,12 +131,13 @@ def build_worker(settings: Settings, connections: Connections,
                 "max_retry_seconds": settings.sink_max_retry_seconds}
     streak_sink = UserStreakSink(pool, metrics, **batching)
     counter_sink = AppCounterSink(pool, metrics, **batching)
+    funnel_sink = UserFunnelSink(pool, metrics, **batching)
     alertmanager = (AlertmanagerSink(settings.alertmanager_url, metrics)
                     if settings.alertmanager_url else None)
     pipeline = Pipeline(settings, connections, plans, metrics, app, ingest_topic, events_topic,
                         deadletter_topic, users, pool, sink, limits, state_configs,
                         alerts_topic, derived_topic, crisis_sink, streak_sink, counter_sink,
-                        alertmanager)
+                        funnel_sink, alertmanager)
 
     from agents import activity, ingest  # agents register on the app they are given
 

@@ -22,6 +22,7 @@ import yaml
 from streams.errors import PlanError
 from tables.counters import CounterConfig
 from tables.crisis import LEVELS, SafetyConfig
+from tables.funnels import FunnelConfig
 from tables.streaks import StreakConfig
 
 PLANS_DIR = Path(__file__).parent / "plans"
@@ -111,6 +112,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     safety: SafetyConfig | None = None
     streaks: dict[str, StreakConfig] = {}
     counters: dict[str, CounterConfig] = {}
+    funnels: dict[str, FunnelConfig] = {}
     description: str = ""
 
 
@@ -136,6 +138,7 @@ class Plan:
     carried: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     streaks: Mapping[str, StreakConfig] = field(default_factory=dict)
     counters: Mapping[str, CounterConfig] = field(default_factory=dict)
+    funnels: Mapping[str, FunnelConfig] = field(default_factory=dict)
     # event name → the streak types it counts for
     streak_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -319,6 +322,14 @@ def load_plan(path: Path) -> Plan:
                             f"counter {name}: {counter.by!r} is not a property of {counter.event}")
         wanted = [p for p in (counter.sum, counter.by) if p is not None]
         carried[counter.event] = tuple(dict.fromkeys([*carried.get(counter.event, ()), *wanted]))
+    for name, funnel in spec.funnels.items():
+        if not _NAME.match(name) or len(funnel.steps) < 2:
+            raise PlanError(file, loc.line("funnels", name),
+                            f"funnel {name!r}: snake_case name and at least two steps")
+        for i, step in enumerate(funnel.steps):
+            if step.event not in events:
+                raise PlanError(file, loc.line("funnels", name, "steps", i),
+                                f"funnel {name}: step {step.event!r} is not an event of this plan")
     streak_types: dict[str, tuple[str, ...]] = {}
     for name, streak in spec.streaks.items():
         if not _NAME.match(name):
@@ -351,6 +362,7 @@ def load_plan(path: Path) -> Plan:
         streaks=spec.streaks,
         streak_types=streak_types,
         counters=spec.counters,
+        funnels=spec.funnels,
     )
 
 

@@ -17,6 +17,10 @@ import msgspec
 from streams.envelope import ValidEvent
 from tables.counters import CounterConfig, contributions
 from tables.crisis import CrisisState
+from tables.funnels import FunnelConfig, FunnelState
+from tables.funnels import apply_event as funnel_event
+from tables.funnels import contribution as funnel_contribution
+from tables.funnels import reached as funnel_reached
 from tables.streaks import StreakState
 
 # Aggregate columns, in the order of `daily_metrics`.
@@ -37,6 +41,7 @@ class StateConfig:
     history_days: int = 128
     dedupe_days: int = 8
     counters: Mapping[str, CounterConfig] = field(default_factory=dict)
+    funnels: Mapping[str, FunnelConfig] = field(default_factory=dict)
 
 
 class Session(msgspec.Struct, array_like=True):
@@ -68,6 +73,7 @@ class UserState(msgspec.Struct, array_like=True):
     streaks: dict[str, StreakState] | None = None
     # The user's share of the plan's daily counters: local day → counter key → millionths.
     counters: dict[int, dict[str, int]] | None = None
+    funnels: dict[str, FunnelState] | None = None
 
 
 @dataclass
@@ -78,6 +84,8 @@ class Change:
     duplicate: bool = False
     # What the event added to the plan's daily counters: (counter key, day) → millionths.
     counters: dict[tuple[str, int], int] = field(default_factory=dict)
+    # Funnels whose reached steps changed: name → [(time, local day)] per reached step.
+    funnels: dict[str, list[tuple[float, int]]] = field(default_factory=dict)
     beyond_history: bool = False
     # Arrived more than `dedupe_days` after the user's newest day: its id could not be checked
     # and a session it belonged to may be gone, so it may count twice (counted, never silent).
@@ -172,6 +180,19 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
         _cohort(state, deltas, 1)
 
     change = Change(deltas, counters={(key, day): amount for key, amount in counted.items()})
+    for name, funnel in cfg.funnels.items():
+        if not any(step.event == event.event for step in funnel.steps):
+            continue
+        funnels = state.funnels if state.funnels is not None else {}
+        funnels[name], before, after = funnel_event(funnels.get(name), funnel, event.event,
+                                                    event.ts, day)
+        state.funnels = funnels
+        if after != before:
+            change.funnels[name] = after
+            for sign, steps in ((-1, before), (1, after)):
+                for where, amount in funnel_contribution(name, funnel, steps).items():
+                    change.counters[where] = change.counters.get(where, 0) + sign * amount
+    change.counters = {k: v for k, v in change.counters.items() if v}
     if event.activity:
         if not is_active(state, day):
             _add(deltas, DAU, day, 1)
@@ -290,7 +311,13 @@ def contribution(state: UserState, history_days: int = 128) -> dict[tuple[int, i
     return out
 
 
-def counter_contribution(state: UserState) -> dict[tuple[str, int], int]:
-    """The user's share of the daily counters, (counter key, day) → millionths."""
-    return {(key, day): amount for day, counts in (state.counters or {}).items()
-            for key, amount in counts.items()}
+def counter_contribution(state: UserState,
+                         cfg: StateConfig | None = None) -> dict[tuple[str, int], int]:
+    """The user's share of the daily counters and funnel counts, (key, day) → millionths."""
+    out = {(key, day): amount for day, counts in (state.counters or {}).items()
+           for key, amount in counts.items()}
+    for name, funnel_state in (state.funnels or {}).items():
+        funnel = cfg.funnels.get(name) if cfg else None
+        if funnel is not None:
+            out.update(funnel_contribution(name, funnel, funnel_reached(funnel_state, funnel)))
+    return out

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-from tables.activity import UserState, contribution, counter_contribution
+from tables.activity import StateConfig, UserState, contribution, counter_contribution
 
 # Day metrics, then the retention counts of the cohort registered that day (tables.activity).
 DAY_COLUMNS = ("dau", "wau", "mau", "new_users", "sessions", "events")
@@ -46,14 +46,16 @@ class DayAggregates:
     def counters_of(self, app: str, day: int) -> dict[str, int]:
         return dict(self.counters.get(app, {}).get(day, {}))
 
-    def rebuild(self, users: Iterable[tuple[str, UserState]], history_days: int = 128) -> None:
+    def rebuild(self, users: Iterable[tuple[str, UserState]], history_days: int = 128,
+                configs: Mapping[str, StateConfig] | None = None) -> None:
         """Recompute from restored user state; every resulting day is marked for writing."""
         self.days.clear()
         self.counters.clear()
         for app, state in users:
             self.add(app, contribution(state, history_days))
-            if state.counters:
-                self.add_counters(app, counter_contribution(state))
+            if state.counters or state.funnels:
+                cfg = configs.get(app) if configs else None
+                self.add_counters(app, counter_contribution(state, cfg))
 
     def get(self, app: str, day: int) -> list[int]:
         return list(self.days.get(app, {}).get(day, [0] * len(COLUMNS)))

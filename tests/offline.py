@@ -168,4 +168,41 @@ def recompute_counters(events: Iterable[dict[str, Any]],
                 continue
             dimension = "" if counter.by is None else str(props.get(counter.by, ""))
             out[(doc["app"], day, name, dimension)] += amount
+    for key, users in recompute_funnels(events, plans).items():
+        out[key] += users
+    return dict(out)
+
+
+def recompute_funnels(events: Iterable[dict[str, Any]],
+                      plans: dict[str, Plan]) -> dict[tuple[str, date, str, str], int]:
+    """Funnel counts as plan-counter rows: for every user, walk the step events in time order;
+    step k is the first occurrence of its event at or after step k-1 (within its window)."""
+    seen: set[tuple[str, str]] = set()
+    times: dict[tuple[str, str], list[tuple[datetime, str]]] = defaultdict(list)
+    for doc in events:
+        if (doc["app"], doc["event_id"]) in seen:
+            continue
+        seen.add((doc["app"], doc["event_id"]))
+        times[(doc["app"], doc["user_id"])].append(
+            (datetime.fromisoformat(doc["timestamp"]), doc["event"]))
+    out: dict[tuple[str, date, str, str], int] = defaultdict(int)
+    for (app, _user), mine in times.items():
+        plan = plans[app]
+        mine.sort(key=lambda item: item[0])
+        for name, funnel in plan.funnels.items():
+            steps: list[datetime] = []
+            for step in funnel.steps:
+                floor = steps[-1] if steps else None
+                hit = next((ts for ts, event in mine if event == step.event
+                            and (floor is None or ts >= floor)
+                            and (step.within_days is None or not steps
+                                 or ts <= steps[0] + timedelta(days=step.within_days))), None)
+                if hit is None:
+                    break
+                steps.append(hit)
+            for k, ts in enumerate(steps):
+                label = f"{k}:{funnel.steps[k].event}"
+                cohort = steps[0].astimezone(plan.tz).date()
+                out[(app, cohort, f"funnel:{name}:cohort", label)] += 1
+                out[(app, ts.astimezone(plan.tz).date(), f"funnel:{name}:daily", label)] += 1
     return dict(out)

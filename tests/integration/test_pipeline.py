@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import psycopg
 import pytest
 
 from streams.plan import load_plans
@@ -72,7 +73,27 @@ def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_pa
     # The plans' daily counters (seed 004 daily_stats, seed 000 LLM cost) are exact too.
     counters = recompute_counters(events, PLANS)
     assert {name for _, _, name, _ in counters} >= {"carts_created", "total_gmv", "llm_cost_rub"}
-    wait_for(lambda: pulse_env.counters() == counters, 30, "app_daily_counters to match")
+    try:
+        wait_for(lambda: pulse_env.counters() == counters, 30, "app_daily_counters to match")
+    except AssertionError:
+        got = pulse_env.counters()
+        diff = {k: (counters.get(k), got.get(k)) for k in set(counters) | set(got)
+                if counters.get(k) != got.get(k)}
+        raise AssertionError(
+            f"{len(diff)} counter rows differ: {sorted(diff.items())[:6]}") from None
+
+    # Per-user funnel progress agrees with the (offline-checked) funnel cohort counts.
+    with psycopg.connect(pulse_env.database_url) as conn:
+        progress = conn.execute("SELECT app, funnel, steps_reached, cardinality(step_times) "
+                                "FROM user_funnels").fetchall()
+    assert progress and all(steps == times for _, _, steps, times in progress)
+    for app_name, _, counter, label in counters:
+        if counter.startswith("funnel:") and counter.endswith(":cohort"):
+            funnel, step = counter.split(":")[1], int(label.split(":")[0])
+            total = sum(v for (a, _, c, lab), v in counters.items()
+                        if a == app_name and c == counter and lab == label)
+            assert total == sum(1 for a, f, steps, _ in progress
+                                if a == app_name and f == funnel and steps > step)
 
     # The terminal report reads the same numbers.
     app, end = "vkusvill_bot", today()["vkusvill_bot"]

@@ -1,0 +1,42 @@
+"""Ordered funnels: step order, windows, late events that make earlier occurrences count."""
+
+from __future__ import annotations
+
+from tables.funnels import FunnelConfig, FunnelStep, apply_event, contribution, reached
+
+F = FunnelConfig(steps=[FunnelStep("signup"), FunnelStep("onboarding", within_days=7),
+                        FunnelStep("agent")])
+DAY = 86400.0
+
+
+def feed(*events: tuple[str, float]):
+    state = None
+    for name, ts in events:
+        state, _, _ = apply_event(state, F, name, ts, int(ts // DAY))
+    assert state is not None
+    return state, reached(state, F)
+
+
+def test_steps_count_only_in_order() -> None:
+    _, steps = feed(("agent", 10.0), ("signup", 20.0), ("onboarding", 30.0))
+    assert [ts for ts, _ in steps] == [20.0, 30.0]  # the agent came before signup
+    _, steps = feed(("signup", 20.0), ("onboarding", 30.0), ("agent", 40.0), ("agent", 50.0))
+    assert [ts for ts, _ in steps] == [20.0, 30.0, 40.0]
+
+
+def test_window_from_the_first_step() -> None:
+    _, late = feed(("signup", 0.0), ("onboarding", 8 * DAY))
+    assert len(late) == 1  # onboarding after 7 days does not activate
+    _, on_time = feed(("signup", 0.0), ("onboarding", 7 * DAY))
+    assert len(on_time) == 2
+
+
+def test_late_earlier_step_makes_a_previously_too_early_occurrence_count() -> None:
+    state, steps = feed(("signup", 100.0), ("agent", 150.0), ("onboarding", 200.0),
+                        ("agent", 300.0))
+    assert [ts for ts, _ in steps] == [100.0, 200.0, 300.0]
+    state, before, after = apply_event(state, F, "onboarding", 120.0, 0)  # arrives late
+    assert [ts for ts, _ in after] == [100.0, 120.0, 150.0]  # the early agent now counts
+    old, new = contribution("a", F, before), contribution("a", F, after)
+    assert set(old) == set(new)  # same days here: counts unchanged, times moved
+    assert len(new) == 6  # 3 steps × (cohort, daily)
