@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
 from streams.changelog import read_latest
@@ -38,6 +39,7 @@ def register(p: Pipeline) -> None:
     metrics = p.metrics
     desk = SafetyDesk(p)
     streaks = StreakKeeper(p)
+    profiles = ProfileKeeper(p)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -57,7 +59,7 @@ def register(p: Pipeline) -> None:
         for key, user_events in by_user.items():
             raw = p.users.get(key)
             state = decode_state(raw) if raw else UserState()
-            changed = False
+            changed = profiled = False
             for event in user_events:
                 try:
                     change = apply(state, event, p.state_configs[event.app])
@@ -85,6 +87,9 @@ def register(p: Pipeline) -> None:
                 if event.props is not None:
                     desk.on_event(key, part, state, event, now)
                 streaks.on_event(state, event)
+                profiled = profiles.on_event(state, event) or profiled
+            if profiled:
+                profiles.publish(user_events[0].app, user_events[0].user_id, state, now)
             if changed:
                 value = encode_state(state)
                 p.users.data[key] = value
@@ -153,6 +158,9 @@ def register(p: Pipeline) -> None:
         for part, users in buckets.items():
             aggregates_for(part).rebuild(users, p.settings.history_days, p.state_configs)
         desk.rebuild(crisis_states)
+        # Profiles age while a worker is away: bring them (and the gauges) up to now.
+        profiles.sweep(utc_now().timestamp(), owned,
+                       lambda key: partition_for(key, p.settings.partitions))
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
         metrics.partitions_owned.set(len(owned))
@@ -183,6 +191,12 @@ def register(p: Pipeline) -> None:
                 metrics.active_users.labels(app, window).set(totals[column])
         metrics.users_tracked.set(len(p.users))
 
+    @p.app.timer(p.settings.profile_sweep_seconds)
+    async def profile_sweep() -> None:
+        """Inactivity changes segments and risk without any event: re-evaluate everyone."""
+        profiles.sweep(utc_now().timestamp(), p.owned_partitions(),
+                       lambda key: partition_for(key, p.settings.partitions))
+
     @p.app.timer(0.1)
     async def safety_timer() -> None:
         """Sub-second SLA checks, in processing time."""
@@ -192,7 +206,9 @@ def register(p: Pipeline) -> None:
     async def run_sinks() -> None:
         await p.pool.open(wait=True)
         sinks = [p.sink.run(), p.crisis_sink.run(), p.streak_sink.run(), p.counter_sink.run(),
-                 p.funnel_sink.run()]
+                 p.funnel_sink.run(), p.profile_sink.run()]
+        if p.redis_profiles is not None:
+            sinks.append(p.redis_profiles.run())
         if p.alertmanager is not None:
             sinks.append(p.alertmanager.run())
         await asyncio.gather(*sinks)

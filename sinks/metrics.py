@@ -97,6 +97,12 @@ class Metrics:
         self.streak_events = Counter(
             "pulse_streak_events", "Derived streak events emitted", ["app", "type", "kind"],
             registry=r)
+        self.users_by_segment = Gauge(
+            "pulse_users_by_segment", "Users per retention segment (seed 001), as of the last "
+            "profile sweep", ["app", "segment"], registry=r)
+        self.users_by_churn_risk = Gauge(
+            "pulse_users_by_churn_risk", "Users per churn-risk level (seed 001), as of the last "
+            "profile sweep", ["app", "level"], registry=r)
         self.partitions_owned = Gauge(
             "pulse_partitions_owned", "Event partitions this worker owns", registry=r)
         self.users_tracked = Gauge(

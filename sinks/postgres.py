@@ -241,3 +241,30 @@ class UserFunnelSink(BatchingSink[tuple[str, str, str]]):
     async def write_batch(self, rows: dict[tuple[str, str, str], Any]) -> None:
         async with self.pool.connection() as conn, conn.cursor() as cur:
             await cur.executemany(_UPSERT_FUNNEL, list(rows.values()))
+
+
+PROFILE_COLUMNS = (
+    "app", "user_id", "evaluated_at", "lifecycle_day", "segment", "churn_risk", "risk_score",
+    "retention_score", "days_active_30", "feature_diversity", "last_active_at", "days_inactive",
+    "return_count", "longest_inactive_period", "first_week_active",
+)
+_UPSERT_PROFILE = f"""
+INSERT INTO user_profiles ({", ".join(PROFILE_COLUMNS)}, updated_at)
+VALUES ({", ".join(["%s"] * len(PROFILE_COLUMNS))}, now())
+ON CONFLICT (app, user_id) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in PROFILE_COLUMNS[2:])}, updated_at = now()
+"""
+
+
+class UserProfileSink(BatchingSink[tuple[str, str]]):
+    """The latest retention profile of each user (absolute values, evaluated_at included)."""
+
+    name = "postgres_user_profiles"
+
+    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self.pool = pool
+
+    async def write_batch(self, rows: dict[tuple[str, str], Any]) -> None:
+        async with self.pool.connection() as conn, conn.cursor() as cur:
+            await cur.executemany(_UPSERT_PROFILE, list(rows.values()))

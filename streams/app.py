@@ -22,8 +22,10 @@ from sinks.postgres import (
     CrisisIncidentSink,
     DailyMetricsSink,
     UserFunnelSink,
+    UserProfileSink,
     UserStreakSink,
 )
+from sinks.redis import RedisProfileSink
 from streams.connections import Connections
 from streams.plan import Plan, load_plans
 from streams.settings import Settings
@@ -62,6 +64,8 @@ class Pipeline:
     streak_sink: UserStreakSink
     counter_sink: AppCounterSink
     funnel_sink: UserFunnelSink
+    profile_sink: UserProfileSink
+    redis_profiles: RedisProfileSink | None
     alertmanager: AlertmanagerSink | None
     aggregates: dict[int, DayAggregates] = field(default_factory=dict)
 
@@ -132,12 +136,15 @@ def build_worker(settings: Settings, connections: Connections,
     streak_sink = UserStreakSink(pool, metrics, **batching)
     counter_sink = AppCounterSink(pool, metrics, **batching)
     funnel_sink = UserFunnelSink(pool, metrics, **batching)
+    profile_sink = UserProfileSink(pool, metrics, **batching)
+    redis_profiles = RedisProfileSink(connections.redis_url, metrics,
+                                      ttl_seconds=settings.profile_ttl_seconds, **batching)
     alertmanager = (AlertmanagerSink(settings.alertmanager_url, metrics)
                     if settings.alertmanager_url else None)
     pipeline = Pipeline(settings, connections, plans, metrics, app, ingest_topic, events_topic,
                         deadletter_topic, users, pool, sink, limits, state_configs,
                         alerts_topic, derived_topic, crisis_sink, streak_sink, counter_sink,
-                        funnel_sink, alertmanager)
+                        funnel_sink, profile_sink, redis_profiles, alertmanager)
 
     from agents import activity, ingest  # agents register on the app they are given
 

@@ -23,6 +23,7 @@ from streams.errors import PlanError
 from tables.counters import CounterConfig
 from tables.crisis import LEVELS, SafetyConfig
 from tables.funnels import FunnelConfig
+from tables.profile import ProfileConfig
 from tables.streaks import StreakConfig
 
 PLANS_DIR = Path(__file__).parent / "plans"
@@ -113,6 +114,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     streaks: dict[str, StreakConfig] = {}
     counters: dict[str, CounterConfig] = {}
     funnels: dict[str, FunnelConfig] = {}
+    profile: ProfileConfig | None = None
     description: str = ""
 
 
@@ -139,6 +141,7 @@ class Plan:
     streaks: Mapping[str, StreakConfig] = field(default_factory=dict)
     counters: Mapping[str, CounterConfig] = field(default_factory=dict)
     funnels: Mapping[str, FunnelConfig] = field(default_factory=dict)
+    profile: ProfileConfig | None = None
     # event name → the streak types it counts for
     streak_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
@@ -330,6 +333,19 @@ def load_plan(path: Path) -> Plan:
             if step.event not in events:
                 raise PlanError(file, loc.line("funnels", name, "steps", i),
                                 f"funnel {name}: step {step.event!r} is not an event of this plan")
+    if spec.profile is not None:
+        prof = spec.profile
+        for field_name in ("feature_event", "ai_event", "streak_broken_event"):
+            name = getattr(prof, field_name)
+            if name is not None and name not in events:
+                raise PlanError(file, loc.line("profile", field_name),
+                                f"profile.{field_name}: {name!r} is not an event of this plan")
+        if prof.feature_property not in events[prof.feature_event].properties:
+            raise PlanError(file, loc.line("profile", "feature_property"),
+                            f"profile: {prof.feature_event} has no property "
+                            f"{prof.feature_property!r}")
+        carried[prof.feature_event] = tuple(dict.fromkeys(
+            [*carried.get(prof.feature_event, ()), prof.feature_property]))
     streak_types: dict[str, tuple[str, ...]] = {}
     for name, streak in spec.streaks.items():
         if not _NAME.match(name):
@@ -363,6 +379,7 @@ def load_plan(path: Path) -> Plan:
         streak_types=streak_types,
         counters=spec.counters,
         funnels=spec.funnels,
+        profile=spec.profile,
     )
 
 

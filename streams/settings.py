@@ -47,6 +47,9 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(1.0, description="PostgreSQL sink flush interval")
     sink_batch_rows: int = Field(1000, description="PostgreSQL sink rows per flush")
     sink_max_retry_seconds: float = Field(30.0, description="backoff ceiling of sink retries")
+    profile_sweep_seconds: float = Field(
+        3600.0, description="how often every retention profile is re-evaluated (inactivity)")
+    profile_ttl_seconds: int = Field(90 * 86400, description="TTL of profiles in Redis")
     alertmanager_url: str | None = Field(
         None, description="Alertmanager base URL, e.g. http://127.0.0.1:9093; unset: alerts go "
         "to the alerts topic only")

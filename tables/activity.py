@@ -21,6 +21,7 @@ from tables.funnels import FunnelConfig, FunnelState
 from tables.funnels import apply_event as funnel_event
 from tables.funnels import contribution as funnel_contribution
 from tables.funnels import reached as funnel_reached
+from tables.profile import ProfileInputs
 from tables.streaks import StreakState
 
 # Aggregate columns, in the order of `daily_metrics`.
@@ -74,6 +75,7 @@ class UserState(msgspec.Struct, array_like=True):
     # The user's share of the plan's daily counters: local day → counter key → millionths.
     counters: dict[int, dict[str, int]] | None = None
     funnels: dict[str, FunnelState] | None = None
+    profile: ProfileInputs | None = None
 
 
 @dataclass

@@ -1,0 +1,89 @@
+"""Retention profiles for one worker: evaluated after a user's events and by a periodic
+processing-time sweep (inactivity changes risk with no event), written to PostgreSQL and
+Redis, and counted by segment and churn level for Prometheus."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from sinks.postgres import PROFILE_COLUMNS
+from streams.envelope import ValidEvent
+from streams.plan import Plan
+from streams.validate import local_day
+from tables.activity import NO_DAY, UserState, active_days, decode_state
+from tables.profile import Profile, evaluate, observe
+
+if TYPE_CHECKING:
+    from streams.app import Pipeline
+
+SEGMENTS = ("new_user", "enthusiast", "quiet_user", "test_driver", "returned", "churned")
+RISKS = ("low", "medium", "high", "critical")
+
+
+def profile_of(plan: Plan, state: UserState, now: float) -> Profile | None:
+    if plan.profile is None or state.profile is None:
+        return None
+    reg_day = state.reg_day if state.reg_day != NO_DAY else state.first_day
+    if reg_day == NO_DAY:
+        return None
+    today = local_day(datetime.fromtimestamp(now, UTC), plan)
+    return evaluate(sorted(active_days(state)), reg_day, state.profile, plan.profile, now, today)
+
+
+def profile_fields(profile: Profile) -> dict[str, Any]:
+    fields = profile.as_dict()
+    fields["evaluated_at"] = datetime.fromtimestamp(profile.evaluated_at, UTC)
+    last = profile.last_active_at
+    fields["last_active_at"] = None if last is None else datetime.fromtimestamp(last, UTC)
+    return fields
+
+
+class ProfileKeeper:
+    def __init__(self, p: Pipeline) -> None:
+        self.p = p
+        self.apps = {app for app, plan in p.plans.items() if plan.profile is not None}
+
+    def on_event(self, state: UserState, event: ValidEvent) -> bool:
+        """Fold the event into the profile inputs; True if the profile must be re-evaluated."""
+        plan = self.p.plans[event.app]
+        if plan.profile is None:
+            return False
+        reg = state.reg_day if state.reg_day != NO_DAY else None
+        state.profile = observe(state.profile, plan.profile, event.event, event.ts, event.day,
+                                reg, event.activity, event.props)
+        return True
+
+    def publish(self, app: str, user_id: str, state: UserState, now: float) -> Profile | None:
+        profile = profile_of(self.p.plans[app], state, now)
+        if profile is None:
+            return None
+        fields = profile_fields(profile)
+        self.p.profile_sink.put((app, user_id), (app, user_id, *(
+            fields[column] for column in PROFILE_COLUMNS[2:])))
+        if self.p.redis_profiles is not None:
+            self.p.redis_profiles.put((app, user_id), fields)
+        return profile
+
+    def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
+        """Re-evaluate every profile of this worker's partitions at `now`; refresh gauges."""
+        if not self.apps:
+            return
+        segments: Counter[tuple[str, str]] = Counter()
+        risks: Counter[tuple[str, str]] = Counter()
+        for key, raw in list(self.p.users.data.items()):
+            app, _, user = key.partition(b"\x1f")
+            name = app.decode()
+            if name not in self.apps or not raw or partition_of(key) not in owned:
+                continue
+            profile = self.publish(name, user.decode(), decode_state(raw), now)
+            if profile is not None:
+                segments[(name, profile.segment)] += 1
+                risks[(name, profile.churn_risk)] += 1
+        metrics = self.p.metrics
+        for app in self.apps:
+            for segment in SEGMENTS:
+                metrics.users_by_segment.labels(app, segment).set(segments[(app, segment)])
+            for risk in RISKS:
+                metrics.users_by_churn_risk.labels(app, risk).set(risks[(app, risk)])

@@ -1,0 +1,62 @@
+"""Seed 001's retention formulas: segment boundaries, each risk factor and level threshold."""
+
+from __future__ import annotations
+
+import pytest
+
+from tables.profile import ProfileConfig, ProfileInputs, evaluate, observe, risk_of, segment_of
+
+CFG = ProfileConfig(feature_event="feature_used", feature_property="feature",
+                    ai_event="ai_coach_message", streak_broken_event="streak_broken")
+T = 20_000  # today, a local day number
+NOW = T * 86400.0 + 12 * 3600
+
+
+@pytest.mark.parametrize("days30,diversity,lifecycle,first_week,returns,inactive,expected", [
+    (20, 0.7, 40, 7, 0, 0, "enthusiast"),  # both thresholds inclusive
+    (19, 0.9, 40, 7, 0, 0, "quiet_user"),  # 19 days is no enthusiast; falls to the default
+    (20, 0.69, 40, 7, 0, 0, "quiet_user"),
+    (4, 0.39, 40, 2, 0, 0, "quiet_user"),
+    (11, 0.2, 40, 2, 0, 0, "quiet_user"),  # default, not the 4..10 rule
+    (3, 0.5, 7, 5, 0, 0, "test_driver"),  # 5 active first-week days, then < 5 in 30
+    (3, 0.5, 6, 5, 0, 0, "new_user"),  # lifecycle 6 is still new
+    (12, 0.5, 40, 2, 1, 0, "returned"),
+    (2, 0.5, 40, 2, 1, 30, "churned"),  # 30 days inactive (the win_back threshold)
+])
+def test_segments(days30: int, diversity: float, lifecycle: int, first_week: int, returns: int,
+                  inactive: int, expected: str) -> None:
+    assert segment_of(days30, diversity, lifecycle, first_week, returns, inactive) == expected
+
+
+@pytest.mark.parametrize("inactive,lifecycle,broken,ai,score,level", [
+    (0, 30, False, 0, 0, "low"),
+    (1, 30, False, 0, 5, "low"),
+    (3, 30, False, 0, 20, "medium"),
+    (7, 30, False, 0, 35, "medium"),
+    (7, 7, True, 3, 60, "critical"),  # 35 + 25
+    (3, 7, False, 0, 40, "high"),  # 20 + no AI in the first week
+    (0, 8, True, 0, 0, "low"),  # first-week factors only while lifecycle_day <= 7
+    (None, 2, True, 0, 45, "high"),
+])
+def test_churn_risk(inactive: int | None, lifecycle: int, broken: bool, ai: int, score: int,
+                    level: str) -> None:
+    assert risk_of(inactive, lifecycle, broken, ai, ai_tracked=True) == (score, level)
+
+
+def test_evaluate_counts_windows_relative_to_now() -> None:
+    inputs = ProfileInputs()
+    for day, feature in ((T - 40, "journal"), (T - 29, "habits"), (T, "goals")):
+        inputs = observe(inputs, CFG, "feature_used", day * 86400.0, day, T - 45, False,
+                         {"feature": feature})
+    inputs = observe(inputs, CFG, "session_start", (T - 2) * 86400.0 + 100, T - 2, T - 45, True,
+                     None)
+    active = [T - 45, T - 44, T - 30, T - 29, T - 2]
+    profile = evaluate(active, T - 45, inputs, CFG, NOW, T)
+    assert profile.lifecycle_day == 45
+    assert profile.days_active_30 == 2  # T-29 and T-2: the window is today-29 … today
+    assert profile.feature_diversity == round(2 / 6, 4)  # journal was 40 days ago
+    assert profile.days_inactive == 2
+    assert profile.return_count == 2  # after 13 and after 26 inactive days
+    assert profile.longest_inactive_period == 26  # T-29 … T-2
+    assert profile.first_week_active == 2
+    assert profile.retention_score == 100 - profile.risk_score
