@@ -253,6 +253,7 @@ async def handle(request: web.Request) -> web.Response:
     problem = structural_problem(events)
     if problem:
         gw.refuse(API, app, "invalid_body")
+        gw.metrics.gateway_events.labels(API, app, "rejected").inc(len(events))
         return respond(400, failure(400, "invalid_payload", problem))
     converted = convert(events, app, gw.names, utc_now())
     result = await process(gw, API, app, digest, converted, reject_invalid=False)
