@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Hashable
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -134,20 +135,6 @@ ON CONFLICT (incident_id) DO UPDATE SET
 """
 
 
-class CrisisIncidentSink(BatchingSink[str]):
-    """The crisis audit log: the latest state of each incident, keyed by incident id."""
-
-    name = "postgres_crisis_incidents"
-
-    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
-        super().__init__(metrics, **kwargs)
-        self.pool = pool
-
-    async def write_batch(self, rows: dict[str, Any]) -> None:
-        async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(_UPSERT_CRISIS, list(rows.values()))
-
-
 STREAK_COLUMNS = ("app", "user_id", "streak_type", "current_length", "record_length",
                   "current_start", "current_end")
 _UPSERT_STREAK = f"""
@@ -156,20 +143,6 @@ VALUES ({", ".join(["%s"] * len(STREAK_COLUMNS))}, now())
 ON CONFLICT (app, user_id, streak_type) DO UPDATE SET
   {", ".join(f"{c} = EXCLUDED.{c}" for c in STREAK_COLUMNS[3:])}, updated_at = now()
 """
-
-
-class UserStreakSink(BatchingSink[tuple[str, str, str]]):
-    """The latest streak of each (app, user, type)."""
-
-    name = "postgres_user_streaks"
-
-    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
-        super().__init__(metrics, **kwargs)
-        self.pool = pool
-
-    async def write_batch(self, rows: dict[tuple[str, str, str], Any]) -> None:
-        async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(_UPSERT_STREAK, list(rows.values()))
 
 
 _COUNTERS_LOCK = 0x50554C5347  # serialises recomputing app_daily_counters from partitions
@@ -229,20 +202,6 @@ ON CONFLICT (app, user_id, funnel) DO UPDATE SET
 """
 
 
-class UserFunnelSink(BatchingSink[tuple[str, str, str]]):
-    """Each user's progress through each funnel: the time every step was reached."""
-
-    name = "postgres_user_funnels"
-
-    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
-        super().__init__(metrics, **kwargs)
-        self.pool = pool
-
-    async def write_batch(self, rows: dict[tuple[str, str, str], Any]) -> None:
-        async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(_UPSERT_FUNNEL, list(rows.values()))
-
-
 PROFILE_COLUMNS = (
     "app", "user_id", "evaluated_at", "lifecycle_day", "segment", "churn_risk", "risk_score",
     "retention_score", "days_active_30", "feature_diversity", "last_active_at", "days_inactive",
@@ -256,15 +215,35 @@ ON CONFLICT (app, user_id) DO UPDATE SET
 """
 
 
-class UserProfileSink(BatchingSink[tuple[str, str]]):
-    """The latest retention profile of each user (absolute values, evaluated_at included)."""
+class RowUpsertSink(BatchingSink[Hashable]):
+    """Keyed rows (the latest per key) written with one upsert statement: the audit log,
+    streaks, funnel progress, profiles."""
 
-    name = "postgres_user_profiles"
-
-    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> None:
+    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, name: str, statement: str,
+                 **kwargs: Any) -> None:
+        self.name = name
         super().__init__(metrics, **kwargs)
         self.pool = pool
+        self.statement = statement
 
-    async def write_batch(self, rows: dict[tuple[str, str], Any]) -> None:
+    async def write_batch(self, rows: dict[Hashable, Any]) -> None:
         async with self.pool.connection() as conn, conn.cursor() as cur:
-            await cur.executemany(_UPSERT_PROFILE, list(rows.values()))
+            await cur.executemany(self.statement, list(rows.values()))
+
+
+def crisis_incident_sink(pool: AsyncConnectionPool, metrics: Metrics,
+                         **kwargs: Any) -> RowUpsertSink:
+    return RowUpsertSink(pool, metrics, "postgres_crisis_incidents", _UPSERT_CRISIS, **kwargs)
+
+
+def user_streak_sink(pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> RowUpsertSink:
+    return RowUpsertSink(pool, metrics, "postgres_user_streaks", _UPSERT_STREAK, **kwargs)
+
+
+def user_funnel_sink(pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> RowUpsertSink:
+    return RowUpsertSink(pool, metrics, "postgres_user_funnels", _UPSERT_FUNNEL, **kwargs)
+
+
+def user_profile_sink(pool: AsyncConnectionPool, metrics: Metrics,
+                      **kwargs: Any) -> RowUpsertSink:
+    return RowUpsertSink(pool, metrics, "postgres_user_profiles", _UPSERT_PROFILE, **kwargs)

@@ -19,11 +19,12 @@ from sinks.alertmanager import AlertmanagerSink
 from sinks.metrics import Metrics
 from sinks.postgres import (
     AppCounterSink,
-    CrisisIncidentSink,
     DailyMetricsSink,
-    UserFunnelSink,
-    UserProfileSink,
-    UserStreakSink,
+    RowUpsertSink,
+    crisis_incident_sink,
+    user_funnel_sink,
+    user_profile_sink,
+    user_streak_sink,
 )
 from sinks.redis import RedisProfileSink
 from streams.connections import Connections
@@ -60,11 +61,11 @@ class Pipeline:
     state_configs: dict[str, StateConfig]
     alerts_topic: Any
     derived_topic: Any
-    crisis_sink: CrisisIncidentSink
-    streak_sink: UserStreakSink
+    crisis_sink: RowUpsertSink
+    streak_sink: RowUpsertSink
     counter_sink: AppCounterSink
-    funnel_sink: UserFunnelSink
-    profile_sink: UserProfileSink
+    funnel_sink: RowUpsertSink
+    profile_sink: RowUpsertSink
     redis_profiles: RedisProfileSink | None
     alertmanager: AlertmanagerSink | None
     aggregates: dict[int, DayAggregates] = field(default_factory=dict)
@@ -127,16 +128,16 @@ def build_worker(settings: Settings, connections: Connections,
         for name, plan in plans.items()
     }
     # The audit log is written promptly: on-call may look an incident up while it is open.
-    crisis_sink = CrisisIncidentSink(pool, metrics, flush_seconds=0.2,
+    crisis_sink = crisis_incident_sink(pool, metrics, flush_seconds=0.2,
                                      max_rows=settings.sink_batch_rows,
                                      max_retry_seconds=settings.sink_max_retry_seconds)
     batching = {"flush_seconds": settings.sink_flush_seconds,
                 "max_rows": settings.sink_batch_rows,
                 "max_retry_seconds": settings.sink_max_retry_seconds}
-    streak_sink = UserStreakSink(pool, metrics, **batching)
+    streak_sink = user_streak_sink(pool, metrics, **batching)
     counter_sink = AppCounterSink(pool, metrics, **batching)
-    funnel_sink = UserFunnelSink(pool, metrics, **batching)
-    profile_sink = UserProfileSink(pool, metrics, **batching)
+    funnel_sink = user_funnel_sink(pool, metrics, **batching)
+    profile_sink = user_profile_sink(pool, metrics, **batching)
     redis_profiles = RedisProfileSink(connections.redis_url, metrics,
                                       ttl_seconds=settings.profile_ttl_seconds, **batching)
     alertmanager = (AlertmanagerSink(settings.alertmanager_url, metrics)

@@ -198,11 +198,9 @@ async def _read_topic(bootstrap: str, topic: str, expected: int, wait: float) ->
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     try:
+        await consumer.topics()  # fetches metadata, so the topic's partitions are known
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or []]
-        if not partitions:
-            await consumer.force_metadata_update()
-            partitions = [TopicPartition(topic, p)
-                          for p in consumer.partitions_for_topic(topic) or []]
+        assert partitions, f"topic {topic} has no partitions"
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
         records: list[Any] = []
