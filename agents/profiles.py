@@ -44,6 +44,9 @@ class ProfileKeeper:
     def __init__(self, p: Pipeline) -> None:
         self.p = p
         self.apps = {app for app, plan in p.plans.items() if plan.profile is not None}
+        # (app, user) → (segment, churn level) last published, so the gauges follow every
+        # evaluation instead of waiting for the next sweep.
+        self.current: dict[tuple[str, str], tuple[str, str]] = {}
 
     def on_event(self, state: UserState, event: ValidEvent) -> bool:
         """Fold the event into the profile inputs; True if the profile must be re-evaluated."""
@@ -55,7 +58,8 @@ class ProfileKeeper:
                                 reg, event.activity, event.props)
         return True
 
-    def publish(self, app: str, user_id: str, state: UserState, now: float) -> Profile | None:
+    def publish(self, app: str, user_id: str, state: UserState, now: float,
+                gauges: bool = True) -> Profile | None:
         profile = profile_of(self.p.plans[app], state, now)
         if profile is None:
             return None
@@ -64,6 +68,16 @@ class ProfileKeeper:
             fields[column] for column in PROFILE_COLUMNS[2:])))
         if self.p.redis_profiles is not None:
             self.p.redis_profiles.put((app, user_id), fields)
+        now_is = (profile.segment, profile.churn_risk)
+        was = self.current.get((app, user_id))
+        if gauges and was != now_is:
+            metrics = self.p.metrics
+            if was is not None:
+                metrics.users_by_segment.labels(app, was[0]).dec()
+                metrics.users_by_churn_risk.labels(app, was[1]).dec()
+            metrics.users_by_segment.labels(app, now_is[0]).inc()
+            metrics.users_by_churn_risk.labels(app, now_is[1]).inc()
+            self.current[(app, user_id)] = now_is
         return profile
 
     def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
@@ -72,15 +86,17 @@ class ProfileKeeper:
             return
         segments: Counter[tuple[str, str]] = Counter()
         risks: Counter[tuple[str, str]] = Counter()
+        self.current.clear()  # partitions may have moved: recount what this worker owns
         for key, raw in list(self.p.users.data.items()):
             app, _, user = key.partition(b"\x1f")
             name = app.decode()
             if name not in self.apps or not raw or partition_of(key) not in owned:
                 continue
-            profile = self.publish(name, user.decode(), decode_state(raw), now)
+            profile = self.publish(name, user.decode(), decode_state(raw), now, gauges=False)
             if profile is not None:
                 segments[(name, profile.segment)] += 1
                 risks[(name, profile.churn_risk)] += 1
+                self.current[(name, user.decode())] = (profile.segment, profile.churn_risk)
         metrics = self.p.metrics
         for app in self.apps:
             for segment in SEGMENTS:

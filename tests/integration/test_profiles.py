@@ -115,6 +115,11 @@ def test_profiles_in_postgres_and_redis_match_the_seed_formulas(
     finally:
         client.close()
     assert len(segments) >= 3  # the traffic exercises several segments
+    # The live gauges follow each evaluation (no need to wait for the hourly sweep).
+    for segment in segments:
+        assert worker.total("pulse_users_by_segment", app="onepercent", segment=segment) == sum(
+            1 for row in found.values() if row["segment"] == segment)
+    assert worker.total("pulse_users_by_churn_risk", app="onepercent") == len(users)
     evaluated = min(r["evaluated_at"] for r in found.values())
     assert datetime.now(UTC) - evaluated < timedelta(minutes=5)
 
