@@ -63,8 +63,13 @@ def register(p: Pipeline) -> None:
             for event in user_events:
                 try:
                     change = apply(state, event, p.state_configs[event.app])
+                    if not change.duplicate:
+                        if event.props is not None:
+                            desk.on_event(key, part, state, event, now)
+                        streaks.on_event(state, event)
+                        profiled = profiles.on_event(state, event) or profiled
                 except Exception as err:  # a poison event must not stop the partition
-                    await dead_letter_state_error(event, err, part)
+                    dead_letter_state_error(event, err, part)
                     continue
                 if change.duplicate:
                     metrics.events_duplicate.labels(event.app).inc()
@@ -84,10 +89,6 @@ def register(p: Pipeline) -> None:
                     p.funnel_sink.put((event.app, event.user_id, funnel), (
                         event.app, event.user_id, funnel, len(steps),
                         [datetime.fromtimestamp(ts, UTC) for ts, _ in steps]))
-                if event.props is not None:
-                    desk.on_event(key, part, state, event, now)
-                streaks.on_event(state, event)
-                profiled = profiles.on_event(state, event) or profiled
             if profiled:
                 profiles.publish(user_events[0].app, user_events[0].user_id, state, now)
             if changed:
@@ -101,12 +102,14 @@ def register(p: Pipeline) -> None:
             await producer.send(changelog, key, value, part, None, None)
         metrics.last_event_timestamp.set(now)
 
-    async def dead_letter_state_error(event: ValidEvent, err: Exception, part: int) -> None:
+    def dead_letter_state_error(event: ValidEvent, err: Exception, part: int) -> None:
+        # Buffered, not awaited: no other coroutine may run between reading and writing a
+        # user's state (the safety timer writes states too).
         reason = f"state_error: {type(err).__name__}: {err}"[:300]
         log.error("state transition failed for %s/%s: %s\n%s", event.app, event.event, reason,
                   traceback.format_exc(limit=3))
         metrics.events_rejected.labels(event.app, "state_error").inc()
-        await p.deadletter_topic.send(
+        p.deadletter_topic.send_soon(
             value=orjson.dumps({"app": event.app, "event": event.event, "ts": event.ts,
                                 "day": event.day, "id_hash": event.id_hash}),
             headers=[("pulse.reason", b"state_error"),
