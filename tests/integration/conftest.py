@@ -102,9 +102,11 @@ class Worker:
                 out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
         return out
 
-    def total(self, name: str, **labels: str) -> float:
-        """Sum of a metric's samples whose labels include `labels`."""
-        return sum(value for (metric, sample_labels), value in self.metrics().items()
+    def total(self, name: str, snapshot: dict | None = None, **labels: str) -> float:
+        """Sum of a metric's samples whose labels include `labels` (from one `snapshot` of
+        /metrics when given, so several values can be compared at the same instant)."""
+        samples = snapshot if snapshot is not None else self.metrics()
+        return sum(value for (metric, sample_labels), value in samples.items()
                    if metric == name and set(labels.items()) <= set(sample_labels))
 
     def stop(self) -> None:

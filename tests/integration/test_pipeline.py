@@ -236,11 +236,21 @@ def test_demo_traffic_shows_live_metrics_for_every_app(pulse_env: PulseEnv) -> N
                   "--duration", "5")
     wait_for(lambda: all(worker.total("pulse_active_users", app=app, window="dau") > 0
                          for app in PLANS), 90, "a live DAU for every app")
-    consumed = wait_for(lambda: worker.total("pulse_events_consumed_total") or None, 30,
-                        "consumed events")
-    rejected = worker.total("pulse_events_rejected_total")
+
+    def settled() -> dict | None:
+        """One /metrics snapshot taken once everything the demo sent is accounted for."""
+        snap = worker.metrics()
+        consumed = worker.total("pulse_events_consumed_total", snap)
+        accounted = sum(worker.total(name, snap) for name in (
+            "pulse_events_valid_total", "pulse_events_rejected_total",
+            "pulse_events_duplicate_total"))
+        return snap if consumed and consumed == accounted else None
+
+    snap = wait_for(settled, 60, "the demo traffic to be consumed and accounted for")
+    consumed = worker.total("pulse_events_consumed_total", snap)
+    rejected = worker.total("pulse_events_rejected_total", snap)
     assert 0 < rejected < 0.05 * consumed  # about 1% of live traffic is spoiled on purpose
     for app in PLANS:
-        assert worker.total("pulse_events_valid_total", app=app) > 0
-        assert worker.total("pulse_active_users", app=app, window="mau") >= \
-            worker.total("pulse_active_users", app=app, window="dau")
+        assert worker.total("pulse_events_valid_total", snap, app=app) > 0
+        assert worker.total("pulse_active_users", snap, app=app, window="mau") >= \
+            worker.total("pulse_active_users", snap, app=app, window="dau")
