@@ -232,7 +232,7 @@ def _check_property(
     if prop is None:
         if event_known and not allow_extra:
             reasons.append(f"unknown_property: properties.{name[:40]} is not in the plan")
-        _check_free_text(name, value, plan, reasons, depth=0)
+        check_free_text(name, value, plan, reasons)
         return
     if value is None:
         if not prop.nullable:
@@ -262,7 +262,7 @@ def _check_property(
         if "@" in value and _EMAIL.search(value):
             reasons.append(f"free_text: properties.{name[:40]} contains an e-mail address")
     else:
-        _check_free_text(name, value, plan, reasons, depth=0)
+        check_free_text(name, value, plan, reasons)
 
 
 def _has_type(value: Any, kind: str) -> bool:
@@ -289,27 +289,30 @@ def _has_type(value: Any, kind: str) -> bool:
     return False
 
 
-def _check_free_text(name: str, value: Any, plan: Plan, reasons: list[str], depth: int) -> None:
-    """Long strings and e-mail addresses are free text or PII wherever they are nested."""
+def check_free_text(name: str, value: Any, plan: Plan, reasons: list[str], depth: int = 0,
+                    where: str = "properties.", note: str = "; no message text in events"
+                    ) -> None:
+    """Long strings and e-mail addresses are free text or PII wherever they are nested.
+    `where` prefixes the name in reasons (event properties, or the gateway's user properties)."""
     if depth > MAX_DEPTH:
-        reasons.append(f"too_deep: properties.{name[:40]} nests deeper than {MAX_DEPTH} levels")
+        reasons.append(f"too_deep: {where}{name[:40]} nests deeper than {MAX_DEPTH} levels")
         return
     if isinstance(value, str):
         if len(value) > plan.privacy.max_string_length:
-            reasons.append(f"free_text: properties.{name[:40]} is {len(value)} characters "
-                           f"(limit {plan.privacy.max_string_length}); no message text in events")
+            reasons.append(f"free_text: {where}{name[:40]} is {len(value)} characters "
+                           f"(limit {plan.privacy.max_string_length}){note}")
         elif "@" in value and _EMAIL.search(value):
-            reasons.append(f"free_text: properties.{name[:40]} contains an e-mail address")
+            reasons.append(f"free_text: {where}{name[:40]} contains an e-mail address")
     elif isinstance(value, list):
         for item in value:
-            _check_free_text(name, item, plan, reasons, depth + 1)
+            check_free_text(name, item, plan, reasons, depth + 1, where, note)
     elif isinstance(value, dict):
         for key, item in value.items():
             if key in plan.forbidden:
-                reasons.append(f"forbidden_property: properties.{name[:40]}.{str(key)[:40]} is "
+                reasons.append(f"forbidden_property: {where}{name[:40]}.{str(key)[:40]} is "
                                "free text or personal data")
             else:
-                _check_free_text(f"{name}.{key}", item, plan, reasons, depth + 1)
+                check_free_text(f"{name}.{key}", item, plan, reasons, depth + 1, where, note)
 
 
 def utc_now() -> datetime:

@@ -30,11 +30,11 @@ import orjson
 
 from streams.errors import ConfigError
 from streams.plan import Plan
+from streams.validate import check_free_text
 
 PAGE_VIEW_EVENTS = ("page_viewed", "page_view", "pageview", "page_opened")
 SCREEN_VIEW_EVENTS = ("screen_viewed", "screen_view")
 MAX_ID = 128
-_EMAIL = re.compile(r"[A-Za-z0-9._%+-]+@[A-Za-z0-9.-]+\.[A-Za-z]{2,}")
 _ACRONYM = re.compile(r"([A-Z]+)([A-Z][a-z])")
 _CAMEL = re.compile(r"([a-z0-9])([A-Z])")
 _NON_WORD = re.compile(r"[^a-z0-9]+")
@@ -209,29 +209,8 @@ def check_profile(doc: dict[str, Any], plan: Plan) -> list[str]:
                                     or not isinstance(value, int | float)):
                 reasons.append(f"wrong_type: add.{name[:40]} must be a number")
             else:
-                _free_text(f"{name}", value, plan, reasons, 0)
+                check_free_text(name, value, plan, reasons, where="user property ", note="")
     unset = doc.get("unset", [])
     if not isinstance(unset, list) or not all(isinstance(n, str) for n in unset):
         reasons.append("bad_field: unset must be a list of property names")
     return reasons
-
-
-def _free_text(name: str, value: Any, plan: Plan, reasons: list[str], depth: int) -> None:
-    if depth > 8:
-        reasons.append(f"too_deep: user property {name[:40]} nests deeper than 8 levels")
-    elif isinstance(value, str):
-        if len(value) > plan.privacy.max_string_length:
-            reasons.append(f"free_text: user property {name[:40]} is {len(value)} characters "
-                           f"(limit {plan.privacy.max_string_length})")
-        elif "@" in value and _EMAIL.search(value):
-            reasons.append(f"free_text: user property {name[:40]} contains an e-mail address")
-    elif isinstance(value, list):
-        for item in value:
-            _free_text(name, item, plan, reasons, depth + 1)
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            if key in plan.forbidden:
-                reasons.append(f"forbidden_property: user property {name[:40]}.{str(key)[:40]} "
-                               "is free text or personal data")
-            else:
-                _free_text(f"{name}.{key}", item, plan, reasons, depth + 1)
