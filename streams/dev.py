@@ -9,8 +9,12 @@ import sys
 import time
 from pathlib import Path
 
+import orjson
+
 from streams.connections import Connections
 from streams.embedded import EmbeddedServices
+from streams.gateway.auth import hash_key
+from streams.plan import load_plans
 from streams.settings import Settings
 from streams.worker import prepare
 
@@ -46,6 +50,11 @@ def run_dev(settings: Settings, demo: bool = True, backfill_days: int = 30,
                "PULSE_DATABASE_URL": addresses.database_url,
                "PULSE_REDIS_URL": addresses.redis_url,
                "PULSE_STATE_DIR": str(settings.state_dir)}
+        if not os.environ.get("PULSE_GATEWAY_KEYS"):
+            # Dev write keys `dev-<app>` (real deployments configure their own digests).
+            env["PULSE_GATEWAY_KEYS"] = orjson.dumps(
+                {app: [hash_key(f"dev-{app}")] for app in load_plans(
+                    directory=settings.plans_dir)}).decode()
         logs = settings.state_dir / "logs"
         print(f"broker:     {addresses.kafka_bootstrap}")
         print(f"postgres:   {addresses.database_url}")
@@ -53,6 +62,9 @@ def run_dev(settings: Settings, demo: bool = True, backfill_days: int = 30,
         print(f"metrics:    http://127.0.0.1:{settings.metrics_port}/metrics")
         print(f"worker log: {logs / 'worker.log'}")
         children.append(_spawn(["worker"], env, logs / "worker.log"))
+        children.append(_spawn(["gateway"], env, logs / "gateway.log"))
+        print(f"gateway:    http://{settings.gateway_host}:{settings.gateway_port} "
+              "(write keys dev-<app>, e.g. dev-onepercent; log: gateway.log)")
         if demo:
             print(f"demo:       {backfill_days} days of history for {demo_users} users per app, "
                   "then live traffic (log: demo.log)")
