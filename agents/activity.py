@@ -20,7 +20,7 @@ from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
 from streams.changelog import read_latest
-from streams.envelope import ValidEvent, decode_batch, user_key
+from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
 from streams.topics import changelog_topic
 from streams.validate import utc_now
 from tables.activity import UserState, apply, decode_state, encode_state
@@ -152,7 +152,7 @@ def register(p: Pipeline) -> None:
         for key, raw in p.users.items():
             part = partition_for(key, p.settings.partitions)
             if part in buckets and raw:
-                app = key.split(b"\x1f", 1)[0].decode()
+                app, _ = split_user_key(key)
                 state = decode_state(raw)
                 buckets[part].append((app, state))
                 if state.crisis is not None:

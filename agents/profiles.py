@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from sinks.postgres import PROFILE_COLUMNS
-from streams.envelope import ValidEvent
+from streams.envelope import ValidEvent, split_user_key
 from streams.plan import Plan
 from streams.validate import local_day
 from tables.activity import NO_DAY, UserState, active_days, decode_state
@@ -88,15 +88,14 @@ class ProfileKeeper:
         risks: Counter[tuple[str, str]] = Counter()
         self.current.clear()  # partitions may have moved: recount what this worker owns
         for key, raw in list(self.p.users.data.items()):
-            app, _, user = key.partition(b"\x1f")
-            name = app.decode()
+            name, user_id = split_user_key(key)
             if name not in self.apps or not raw or partition_of(key) not in owned:
                 continue
-            profile = self.publish(name, user.decode(), decode_state(raw), now, gauges=False)
+            profile = self.publish(name, user_id, decode_state(raw), now, gauges=False)
             if profile is not None:
                 segments[(name, profile.segment)] += 1
                 risks[(name, profile.churn_risk)] += 1
-                self.current[(name, user.decode())] = (profile.segment, profile.churn_risk)
+                self.current[(name, user_id)] = (profile.segment, profile.churn_risk)
         metrics = self.p.metrics
         for app in self.apps:
             for segment in SEGMENTS:

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
-from streams.envelope import ValidEvent
+from streams.envelope import ValidEvent, split_user_key
 from streams.plan import Plan
 from tables.activity import UserState, decode_state, encode_state
 from tables.crisis import (
@@ -151,7 +151,7 @@ class SafetyDesk:
                 self.due.pop(key, None)
                 continue
             fx = on_timer(state.crisis, plan.safety, app, now)
-            user_id = key.split(b"\x1f", 1)[1].decode()
+            _, user_id = split_user_key(key)
             crisis = state.crisis
             state.crisis = crisis if (crisis.open or crisis.orphan) else None
             # Outside an agent there is no current event to take the partition from: write the

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from sinks.postgres import day_to_date
-from streams.envelope import ValidEvent
+from streams.envelope import ValidEvent, user_key
 from streams.plan import Plan
 from tables.activity import UserState
 from tables.streaks import StreakEvent, StreakState, apply_day, run_of
@@ -73,7 +73,7 @@ class StreakKeeper:
                 continue
             for streak in emitted:
                 self.p.derived_topic.send_soon(
-                    key=f"{plan.app}\x1f{event.user_id}".encode(),
+                    key=user_key(plan.app, event.user_id),
                     value=orjson.dumps(derived_event(plan, event, streak, current.record)))
                 self.p.metrics.streak_events.labels(plan.app, streak_type, streak.kind).inc()
             self.p.streak_sink.put((plan.app, event.user_id, streak_type),

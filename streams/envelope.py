@@ -78,3 +78,9 @@ def id_hash(app: str, event_id: str) -> int:
 def user_key(app: str, user_id: str) -> bytes:
     """Table and topic key of a user: unique per (app, user)."""
     return f"{app}\x1f{user_id}".encode()
+
+
+def split_user_key(key: bytes) -> tuple[str, str]:
+    """(app, user_id) of a `user_key`."""
+    app, _, user_id = key.partition(b"\x1f")
+    return app.decode(), user_id.decode()

@@ -14,6 +14,7 @@ import orjson
 from confluent_kafka import KafkaException, Producer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from streams.envelope import user_key
 from streams.generate import live_session
 from streams.plan import Plan
 
@@ -93,7 +94,7 @@ def records_from_lines(
             user = doc.get("user_id")
             # Keyed by user so one user's events stay in order on one partition.
             if isinstance(user, str) and isinstance(doc.get("app"), str):
-                key = f"{doc['app']}\x1f{user}".encode()
+                key = user_key(doc["app"], user)
         yield line, key
 
 
@@ -129,7 +130,7 @@ def run_demo(bootstrap: str, topic: str, plans: dict[str, Plan], users: int = 30
         for event in live_session(plan, rng, users, now):
             if rng.random() < 0.01:
                 event = _spoil(event, rng)
-            key = f"{event.get('app')}\x1f{event.get('user_id')}".encode()
+            key = user_key(str(event.get("app")), str(event.get("user_id")))
             publisher.send(orjson.dumps(event), key)
             sent += 1
         # Pace to the target rate.

@@ -7,7 +7,7 @@ timestamps instead of incremental session intervals. Tests compare the stream's 
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -17,18 +17,24 @@ from streams.plan import Plan
 Row = tuple[int, int, int, int, int, int]  # dau, wau, mau, new_users, sessions, events
 
 
+def unique(events: Iterable[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Each (app, event_id) once, in delivery order: a duplicate changes nothing."""
+    seen: set[tuple[str, str]] = set()
+    for doc in events:
+        key = (doc["app"], doc["event_id"])
+        if key not in seen:
+            seen.add(key)
+            yield doc
+
+
 def recompute(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
               today: dict[str, date]) -> dict[tuple[str, date], Row]:
-    seen: set[tuple[str, str]] = set()
     active: dict[tuple[str, str], set[date]] = defaultdict(set)
     activity_times: dict[tuple[str, str], list[datetime]] = defaultdict(list)
     registered: dict[tuple[str, str], date] = {}
     events_per_day: dict[tuple[str, date], int] = defaultdict(int)
-    for doc in events:
+    for doc in unique(events):
         plan = plans[doc["app"]]
-        if (doc["app"], doc["event_id"]) in seen:
-            continue
-        seen.add((doc["app"], doc["event_id"]))
         ts = datetime.fromisoformat(doc["timestamp"])
         day = ts.astimezone(plan.tz).date()
         user = (doc["app"], doc["user_id"])
@@ -76,14 +82,9 @@ def recompute_cohorts(events: Iterable[dict[str, Any]],
     """retention_cohorts rows: (app, cohort_date, kind) → (size, d1, d3, d7, d14, d30, d60, d90),
     where dN counts users registered in the cohort who were active exactly N days after their
     own registration day; week cohorts (ISO, keyed by Monday) sum their days."""
-    seen: set[tuple[str, str]] = set()
     active: dict[tuple[str, str], set[date]] = defaultdict(set)
     registered: dict[tuple[str, str], date] = {}
-    for doc in events:
-        key = (doc["app"], doc["event_id"])
-        if key in seen:
-            continue
-        seen.add(key)
+    for doc in unique(events):
         plan = plans[doc["app"]]
         day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
         user = (doc["app"], doc["user_id"])
@@ -115,12 +116,8 @@ def recompute_streaks(
     """user_streaks rows (app, user, type) → (current_length, record, start, end) and, for time
     ordered input, how many streak_milestone_reached events each (app, type, milestone) gets:
     one per run long enough."""
-    seen: set[tuple[str, str]] = set()
     days: dict[tuple[str, str, str], set[date]] = defaultdict(set)
-    for doc in events:
-        if (doc["app"], doc["event_id"]) in seen:
-            continue
-        seen.add((doc["app"], doc["event_id"]))
+    for doc in unique(events):
         plan = plans[doc["app"]]
         for kind, streak in plan.streaks.items():
             if doc["event"] in streak.events:
@@ -148,12 +145,8 @@ def recompute_streaks(
 def recompute_counters(events: Iterable[dict[str, Any]],
                        plans: dict[str, Plan]) -> dict[tuple[str, date, str, str], Decimal]:
     """app_daily_counters rows: (app, day, counter, dimension) → value, summed in Decimal."""
-    seen: set[tuple[str, str]] = set()
     out: dict[tuple[str, date, str, str], Decimal] = defaultdict(Decimal)
-    for doc in events:
-        if (doc["app"], doc["event_id"]) in seen:
-            continue
-        seen.add((doc["app"], doc["event_id"]))
+    for doc in unique(events):
         plan = plans[doc["app"]]
         day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
         props = doc.get("properties") or {}
@@ -177,12 +170,8 @@ def recompute_funnels(events: Iterable[dict[str, Any]],
                       plans: dict[str, Plan]) -> dict[tuple[str, date, str, str], int]:
     """Funnel counts as plan-counter rows: for every user, walk the step events in time order;
     step k is the first occurrence of its event at or after step k-1 (within its window)."""
-    seen: set[tuple[str, str]] = set()
     times: dict[tuple[str, str], list[tuple[datetime, str]]] = defaultdict(list)
-    for doc in events:
-        if (doc["app"], doc["event_id"]) in seen:
-            continue
-        seen.add((doc["app"], doc["event_id"]))
+    for doc in unique(events):
         times[(doc["app"], doc["user_id"])].append(
             (datetime.fromisoformat(doc["timestamp"]), doc["event"]))
     out: dict[tuple[str, date, str, str], int] = defaultdict(int)

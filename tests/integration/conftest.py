@@ -53,6 +53,18 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceAddres
         embedded.stop()
 
 
+def stop_process(proc: subprocess.Popen | None, timeout: float = 30) -> None:
+    """SIGTERM (a clean shutdown leaves the consumer group at once), SIGKILL if it hangs."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 @dataclass
 class Worker:
     """A `pulse worker` process of one test."""
@@ -110,14 +122,7 @@ class Worker:
                    if metric == name and set(labels.items()) <= set(sample_labels))
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
     def kill(self) -> None:
         assert self.proc is not None

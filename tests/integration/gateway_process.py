@@ -4,7 +4,6 @@ topics on the session's embedded broker; and a small HTTP client (urllib, no SDK
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import urllib.error
@@ -20,7 +19,7 @@ import orjson
 
 from streams.embedded import ServiceAddresses
 from streams.gateway.auth import hash_key
-from tests.integration.conftest import REPO, _read_topic, free_port, wait_for
+from tests.integration.conftest import REPO, _read_topic, free_port, stop_process, wait_for
 
 # Write keys of the tests: one app each, two for onepercent.
 KEYS = {"onepercent": ["op-key-1", "op-key-2"], "ton18": ["ton-key-1"],
@@ -71,14 +70,7 @@ class GatewayProcess:
             return False
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
-            return
-        self.proc.send_signal(signal.SIGTERM)
-        try:
-            self.proc.wait(30)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
     def request(self, method: str, path: str, body: bytes | None = None,
                 headers: dict[str, str] | None = None) -> Reply:
