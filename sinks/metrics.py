@@ -40,6 +40,9 @@ class Metrics:
             "pulse_events_beyond_dedupe_window", "Valid events that arrived more than the "
             "dedupe window after the user's newest event: not checked for duplicates",
             ["app"], registry=r)
+        self.ingest_lag = Gauge(
+            "pulse_ingest_lag_records", "Ingest records published but not yet read by this "
+            "worker (its ingest partitions; sum over workers)", registry=r)
         self.active_users = Gauge(
             "pulse_active_users", "Active users on the current local day of the app "
             "(this worker's partitions; sum over workers)", ["app", "window"], registry=r)
