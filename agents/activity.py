@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import traceback
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
@@ -56,6 +56,11 @@ def register(p: Pipeline) -> None:
         for event in events:
             by_user[user_key(event.app, event.user_id)].append(event)
         written: list[tuple[bytes, bytes]] = []
+        # Counted per batch, not per event: a labelled child lookup costs more than the event.
+        valid: Counter[tuple[str, str]] = Counter()
+        duplicates: Counter[str] = Counter()
+        beyond_history: Counter[str] = Counter()
+        beyond_dedupe: Counter[str] = Counter()
         for key, user_events in by_user.items():
             raw = p.users.get(key)
             state = decode_state(raw) if raw else UserState()
@@ -72,14 +77,14 @@ def register(p: Pipeline) -> None:
                     dead_letter_state_error(event, err, part)
                     continue
                 if change.duplicate:
-                    metrics.events_duplicate.labels(event.app).inc()
+                    duplicates[event.app] += 1
                     continue
                 changed = True
-                metrics.events_valid.labels(event.app, event.event).inc()
+                valid[(event.app, event.event)] += 1
                 if change.beyond_history:
-                    metrics.events_beyond_history.labels(event.app).inc()
+                    beyond_history[event.app] += 1
                 if change.beyond_dedupe:
-                    metrics.events_beyond_dedupe.labels(event.app).inc()
+                    beyond_dedupe[event.app] += 1
                 if not event.historical:
                     metrics.event_lag.observe(max(0.0, now - event.ts))
                 agg.add(event.app, change.deltas)
@@ -100,6 +105,13 @@ def register(p: Pipeline) -> None:
         # Faust flushes the producer before it commits the input offsets: at least once.
         for key, value in written:
             await producer.send(changelog, key, value, part, None, None)
+        for (app, name), count in valid.items():
+            metrics.events_valid.labels(app, name).inc(count)
+        for counter, counts in ((metrics.events_duplicate, duplicates),
+                                (metrics.events_beyond_history, beyond_history),
+                                (metrics.events_beyond_dedupe, beyond_dedupe)):
+            for app, count in counts.items():
+                counter.labels(app).inc(count)
         metrics.last_event_timestamp.set(now)
 
     def dead_letter_state_error(event: ValidEvent, err: Exception, part: int) -> None:

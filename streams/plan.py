@@ -119,6 +119,15 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
 
 
 @dataclass(frozen=True)
+class EventContract:
+    """The properties an event may carry: the plan's standard ones merged with its own."""
+
+    declared: Mapping[str, PropertySpec]
+    required: tuple[str, ...]
+    allow_extra: bool
+
+
+@dataclass(frozen=True)
 class Plan:
     """A loaded, checked tracking plan."""
 
@@ -148,6 +157,18 @@ class Plan:
     @cached_property
     def tz(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @cached_property
+    def contracts(self) -> Mapping[str, EventContract]:
+        """Per event, what validation checks its properties against, merged once."""
+        out = {}
+        for name, spec in self.events.items():
+            declared = {**self.standard_properties, **spec.properties}
+            allow_extra = (self.additional_properties if spec.additional_properties is None
+                           else spec.additional_properties)
+            out[name] = EventContract(
+                declared, tuple(n for n, prop in declared.items() if prop.required), allow_extra)
+        return out
 
     def is_registration(self, event: str, properties: Mapping[str, Any]) -> bool:
         reg = self.registration

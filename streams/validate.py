@@ -178,14 +178,16 @@ def _validate_one(
                            "old; send it with historical: true to backfill")
 
     if plan is not None:
-        allow_extra = plan.additional_properties
-        declared: dict[str, PropertySpec] = dict(plan.standard_properties)
         if spec is not None:
-            declared.update(spec.properties)
-            if spec.additional_properties is not None:
-                allow_extra = spec.additional_properties
-        for name, prop in declared.items():
-            if prop.required and name not in properties:
+            contract = plan.contracts[event_name]  # type: ignore[index]
+            declared, required, allow_extra = (contract.declared, contract.required,
+                                               contract.allow_extra)
+        else:
+            declared = plan.standard_properties
+            required = tuple(n for n, prop in declared.items() if prop.required)
+            allow_extra = plan.additional_properties
+        for name in required:
+            if name not in properties:
                 reasons.append(f"missing_property: properties.{name} is required by {event_name}")
         for name, value in properties.items():
             _check_property(str(name), value, declared.get(name), plan, spec is not None,

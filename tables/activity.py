@@ -32,6 +32,7 @@ WINDOWS = ((WAU, 7), (MAU, 30))
 RETENTION_DAYS = (1, 3, 7, 14, 30, 60, 90)
 RETAINED = {n: EVENTS + 1 + i for i, n in enumerate(RETENTION_DAYS)}
 NO_DAY = -(2**31)
+_FAR = 1 << 20  # days: farther than any window
 
 
 @dataclass(frozen=True)
@@ -43,6 +44,18 @@ class StateConfig:
     dedupe_days: int = 8
     counters: Mapping[str, CounterConfig] = field(default_factory=dict)
     funnels: Mapping[str, FunnelConfig] = field(default_factory=dict)
+
+    def funnels_of(self, event: str) -> tuple[str, ...]:
+        """Names of the funnels with a step on `event` (looked up per event: kept small)."""
+        index = self.__dict__.get("_funnels_by_event")
+        if index is None:
+            index = {}
+            for name, funnel in self.funnels.items():
+                for step in funnel.steps:
+                    if name not in index.setdefault(step.event, ()):
+                        index[step.event] += (name,)
+            object.__setattr__(self, "_funnels_by_event", index)  # frozen: a cache, not state
+        return index.get(event, ())
 
 
 class Session(msgspec.Struct, array_like=True):
@@ -111,13 +124,15 @@ def is_active(state: UserState, day: int) -> bool:
     return state.end_day != NO_DAY and k >= 0 and bool((state.active >> k) & 1)
 
 
-def _window_empty(state: UserState, last_day: int, width: int) -> bool:
-    """No active bit in [last_day - width + 1, last_day]."""
-    lo = max(0, state.end_day - last_day)
-    hi = state.end_day - last_day + width - 1
-    if hi < lo:
-        return True
-    return (state.active >> lo) & ((1 << (hi - lo + 1)) - 1) == 0
+def _neighbours(state: UserState, day: int) -> tuple[int, int]:
+    """The nearest active days before and after `day` within the kept history (bit k of
+    `active` is day `end_day - k`), or far-away sentinels when there are none."""
+    k = state.end_day - day
+    newer = state.active & ((1 << k) - 1)
+    next_day = state.end_day - newer.bit_length() + 1 if newer else day + _FAR
+    older = state.active >> (k + 1)
+    prev_day = day - (older & -older).bit_length() if older else day - _FAR
+    return prev_day, next_day
 
 
 def _add(deltas: dict[tuple[int, int], int], column: int, day: int, amount: int) -> None:
@@ -182,9 +197,8 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
         _cohort(state, deltas, 1)
 
     change = Change(deltas, counters={(key, day): amount for key, amount in counted.items()})
-    for name, funnel in cfg.funnels.items():
-        if not any(step.event == event.event for step in funnel.steps):
-            continue
+    for name in cfg.funnels_of(event.event):
+        funnel = cfg.funnels[name]
         funnels = state.funnels if state.funnels is not None else {}
         funnels[name], before, after = funnel_event(funnels.get(name), funnel, event.event,
                                                     event.ts, day)
@@ -194,17 +208,21 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
             for sign, steps in ((-1, before), (1, after)):
                 for where, amount in funnel_contribution(name, funnel, steps).items():
                     change.counters[where] = change.counters.get(where, 0) + sign * amount
-    change.counters = {k: v for k, v in change.counters.items() if v}
+    if change.counters:
+        change.counters = {k: v for k, v in change.counters.items() if v}
     if event.activity:
         if not is_active(state, day):
             _add(deltas, DAU, day, 1)
             oldest_kept = state.end_day - cfg.history_days + 1
+            prev_day, next_day = _neighbours(state, day)
             for column, width in WINDOWS:
-                # A window reaching before the kept history cannot be judged (its old bits are
+                # The windows [later - width + 1, later] that hold `day` and were empty: those
+                # ending before the next active day and starting after the previous one. A
+                # window reaching before the kept history cannot be judged (its old bits are
                 # gone); such days are older than any day still maintained, so skip them.
-                for later in range(max(day, oldest_kept + width - 1), day + width):
-                    if _window_empty(state, later, width):
-                        _add(deltas, column, later, 1)
+                first = max(day, oldest_kept + width - 1, prev_day + width)
+                for later in range(first, min(day + width, next_day)):
+                    _add(deltas, column, later, 1)
             state.active |= 1 << (state.end_day - day)
             n = day - state.reg_day
             if state.reg_day != NO_DAY and n in RETAINED:

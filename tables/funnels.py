@@ -65,6 +65,12 @@ def apply_event(state: FunnelState | None, cfg: FunnelConfig, event: str, ts: fl
     if state is None:
         state = FunnelState([[] for _ in cfg.steps])
     before = reached(state, cfg)
+    occurrence = (ts, day)
+    if all(k < len(before) and occurrence >= before[k]
+           for k, step in enumerate(cfg.steps) if step.event == event):
+        # The common case: a repeat of steps already reached, no earlier than when they were.
+        # Steps only move earlier, so it changes nothing and would be pruned at once.
+        return state, before, before
     for k, step in enumerate(cfg.steps):
         if step.event == event and (ts, day) not in state.seen[k]:
             state.seen[k].append((ts, day))
