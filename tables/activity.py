@@ -245,8 +245,10 @@ def _add_to_sessions(
     """Sessions are maximal runs of activity with gaps of at most `gap` seconds; an event may
     extend one, start one, or bridge two (which then merge into one)."""
     sessions = state.sessions
-    starts = [s.start for s in sessions]
-    i = bisect.bisect_right(starts, ts)
+    if not sessions or ts >= sessions[-1].start:
+        i = len(sessions)  # events mostly arrive in order: no search
+    else:
+        i = bisect.bisect_right([s.start for s in sessions], ts)
     before = sessions[i - 1] if i > 0 else None
     after = sessions[i] if i < len(sessions) else None
     joins_before = before is not None and ts <= before.end + gap

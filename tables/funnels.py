@@ -9,6 +9,8 @@ day of step 0 (the cohort view) and on the day the step was reached (the daily v
 
 from __future__ import annotations
 
+import bisect
+
 import msgspec
 
 from tables.counters import SCALE, counter_key
@@ -66,10 +68,15 @@ def apply_event(state: FunnelState | None, cfg: FunnelConfig, event: str, ts: fl
         state = FunnelState([[] for _ in cfg.steps])
     before = reached(state, cfg)
     occurrence = (ts, day)
-    if all(k < len(before) and occurrence >= before[k]
-           for k, step in enumerate(cfg.steps) if step.event == event):
-        # The common case: a repeat of steps already reached, no earlier than when they were.
-        # Steps only move earlier, so it changes nothing and would be pruned at once.
+    matching = [k for k, step in enumerate(cfg.steps) if step.event == event]
+    if all(k > len(before) or (k < len(before) and occurrence >= before[k]) for k in matching):
+        # The common cases need no new reached steps: a repeat of a step already reached, no
+        # earlier than when it was (steps only move earlier, so it would be pruned at once),
+        # or an occurrence of a step beyond the next one (kept, in case earlier steps arrive).
+        for k in matching:
+            if k > len(before) and occurrence not in state.seen[k]:
+                bisect.insort(state.seen[k], occurrence)
+                _trim(state.seen[k])
         return state, before, before
     for k, step in enumerate(cfg.steps):
         if step.event == event and (ts, day) not in state.seen[k]:
@@ -80,6 +87,12 @@ def apply_event(state: FunnelState | None, cfg: FunnelConfig, event: str, ts: fl
         if k < len(after):
             # Later occurrences never matter: steps only ever move earlier.
             occurrences[:] = [o for o in occurrences if o <= after[k]][-KEEP:]
-        elif len(occurrences) > KEEP:
-            occurrences[:] = occurrences[: KEEP // 2] + occurrences[-KEEP // 2:]
+        else:
+            _trim(occurrences)
     return state, before, after
+
+
+def _trim(occurrences: list[tuple[float, int]]) -> None:
+    """Keep the earliest and the latest occurrences of a step not reached yet."""
+    if len(occurrences) > KEEP:
+        occurrences[:] = occurrences[: KEEP // 2] + occurrences[-KEEP // 2:]

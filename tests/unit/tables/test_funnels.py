@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
-from tables.funnels import FunnelConfig, FunnelStep, apply_event, contribution, reached
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from tables.funnels import (
+    KEEP,
+    FunnelConfig,
+    FunnelState,
+    FunnelStep,
+    apply_event,
+    contribution,
+    reached,
+)
 
 F = FunnelConfig(steps=[FunnelStep("signup"), FunnelStep("onboarding", within_days=7),
                         FunnelStep("agent")])
@@ -40,3 +51,40 @@ def test_late_earlier_step_makes_a_previously_too_early_occurrence_count() -> No
     old, new = contribution("a", F, before), contribution("a", F, after)
     assert set(old) == set(new)  # same days here: counts unchanged, times moved
     assert len(new) == 6  # 3 steps × (cohort, daily)
+
+
+def reference_apply(state: FunnelState | None, cfg: FunnelConfig, event: str, ts: float,
+                    day: int) -> tuple[FunnelState, list, list]:
+    """The transition by its definition, with no fast paths: add, recompute, prune."""
+    if state is None:
+        state = FunnelState([[] for _ in cfg.steps])
+    before = reached(state, cfg)
+    for k, step in enumerate(cfg.steps):
+        if step.event == event and (ts, day) not in state.seen[k]:
+            state.seen[k].append((ts, day))
+            state.seen[k].sort()
+    after = reached(state, cfg)
+    for k, occurrences in enumerate(state.seen):
+        if k < len(after):
+            occurrences[:] = [o for o in occurrences if o <= after[k]][-KEEP:]
+        elif len(occurrences) > KEEP:
+            occurrences[:] = occurrences[: KEEP // 2] + occurrences[-KEEP // 2:]
+    return state, before, after
+
+
+# A funnel that repeats an event and has windows: the cases the fast paths must get right.
+REPEATING = FunnelConfig(steps=[FunnelStep("a"), FunnelStep("b", within_days=2),
+                                FunnelStep("a"), FunnelStep("c", within_days=3)])
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["a", "b", "c", "x"]),
+                          st.integers(min_value=0, max_value=6 * 24)), max_size=40))
+def test_apply_event_equals_the_definition(events: list[tuple[str, int]]) -> None:
+    fast = slow = None
+    for name, hour in events:
+        ts = hour * 3600.0
+        fast, fast_before, fast_after = apply_event(fast, REPEATING, name, ts, hour // 24)
+        slow, slow_before, slow_after = reference_apply(slow, REPEATING, name, ts, hour // 24)
+        assert (fast_before, fast_after) == (slow_before, slow_after)
+        assert fast.seen == slow.seen
