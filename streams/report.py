@@ -25,11 +25,16 @@ CHURN_LEVELS = ("critical", "high", "medium", "low")
 # Period lengths whose distinct active users are a stored number: DAU, WAU, MAU of the last day.
 WINDOW_OF_DAYS = {1: "dau_last", 7: "wau_last", 30: "mau_last"}
 
-PAYING_NOT_TRACKED = (
-    "not tracked yet: Pulse stores no subscription state per user (user_profiles has no "
-    "plan or paid field, and the onepercent plan has no subscription events), so seed 001's "
-    "paying-user activity (Pro users active ≥3 days/week, 'dead souls' <1 day/week) cannot be "
-    "derived")
+
+
+def paying_note(plan: Plan) -> str:
+    """Why seed 001's block 6 is empty: no subscription state per user is stored anywhere."""
+    events = sorted(name for name in plan.events if name.startswith("subscription_"))
+    source = (f"{plan.app}'s subscription events ({', '.join(events)}) feed only funnel counts"
+              if events else f"{plan.app}'s plan has no subscription events")
+    return ("not tracked yet: Pulse stores no subscription status per user (user_profiles has "
+            f"no plan or paid field; {source}), so seed 001's paying-user activity (Pro users "
+            "active ≥3 days/week, 'dead souls' <1 day/week) cannot be derived")
 
 
 def section(title: str, key: str, columns: list[str], rows: dict[str, dict[str, Any]] | None = None,
@@ -55,8 +60,8 @@ def build_report(dsn: str, plan: Plan, period: Period, today: date,
     the app's local day: retention of days that have not come yet is null."""
     previous = period.previous()
     with psycopg.connect(dsn) as conn:
-        now = Overview.read(conn, plan.app, period)
-        before = Overview.read(conn, plan.app, previous)
+        now = Overview.read(conn, plan.app, period, today)
+        before = Overview.read(conn, plan.app, previous, today)
         report: dict[str, Any] = {
             "app": plan.app,
             "period": {"start": period.start.isoformat(), "end": period.end.isoformat(),
@@ -69,7 +74,7 @@ def build_report(dsn: str, plan: Plan, period: Period, today: date,
             "segments": segment_section(conn, plan),
             "churn_risk": churn_section(conn, plan),
             "paying_users": section("Paying-user activity (seed 001 block 6)", "metric",
-                                    ["users", "share"], notes=[PAYING_NOT_TRACKED]),
+                                    ["users", "share"], notes=[paying_note(plan)]),
             "costs": cost_section(conn, plan, period, previous, now, before),
             "daily": daily_section(conn, plan, period),
             "crisis": crisis_section(conn, plan, period, previous),
@@ -87,9 +92,9 @@ class Overview:
         self.retention = retention
 
     @classmethod
-    def read(cls, conn: psycopg.Connection, app: str, period: Period) -> Overview:
+    def read(cls, conn: psycopg.Connection, app: str, period: Period, today: date) -> Overview:
         return cls(q.activity(conn, app, period), period.days,
-                   {n: q.pooled_retention(conn, app, period, n) for n in (1, 7, 30)})
+                   {n: q.pooled_retention(conn, app, period, today, n) for n in (1, 7, 30)})
 
     @property
     def active_users(self) -> int | None:
@@ -114,7 +119,8 @@ def overview_section(now: Overview, before: Overview) -> dict[str, Any]:
     return section("Overview", "metric", CHANGE_COLUMNS, rows, [
         "dau_avg averages the period's days (days without data count as 0); wau and mau are "
         "those of the last day; active_users is known for 1-, 7- and 30-day periods; "
-        "retention_dN pools the period's day cohorts whose day N is within the period"])
+        "retention_dN: of the users who registered N days before a day of the period, the "
+        "share active on that day (pooled over the period's days that have come)"])
 
 
 def cohort_section(conn: psycopg.Connection, app: str, period: Period, today: date,

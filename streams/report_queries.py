@@ -51,14 +51,14 @@ def activity(conn: psycopg.Connection, app: str, period: Period) -> Activity:
                     int(last[0]), int(last[1]), int(last[2]))
 
 
-def pooled_retention(conn: psycopg.Connection, app: str, period: Period,
+def pooled_retention(conn: psycopg.Connection, app: str, period: Period, today: date,
                      n: int) -> tuple[int, int]:
-    """(returned on day n, size) summed over the day cohorts of the period whose day n falls in
-    the period too (seed 004's Retention D1/D7 of a report period)."""
+    """(returned on day n, size) summed over the day cohorts whose day n falls in the period
+    and has come (seed 004's Retention D1/D7 of a report period: the returns it saw)."""
     returned, size = _one(conn, f"""
         SELECT coalesce(sum(d{n}), 0), coalesce(sum(size), 0) FROM retention_cohorts
         WHERE app = %s AND cohort_kind = 'day' AND cohort_date BETWEEN %s AND %s
-        """, (app, period.start, period.end - timedelta(days=n)))
+        """, (app, period.start - timedelta(days=n), min(period.end, today) - timedelta(days=n)))
     return int(returned), int(size)
 
 

@@ -15,7 +15,9 @@ from typing import Any
 
 import orjson
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from streams.report import SECTIONS
 
@@ -85,28 +87,30 @@ def render_table(report: dict[str, Any], console: Console | None = None) -> str:
     period = report["period"]
     console = console or Console(width=None if Console().is_terminal else 140)
     with console.capture() as capture:
-        console.print(f"[bold]{report['app']}[/bold]: {period['start']} … {period['end']} "
-                      f"({period['days']} days, {period['timezone']}), compared with "
+        days = f"{period['days']} day{'' if period['days'] == 1 else 's'}"
+        console.print(f"[bold]{escape(report['app'])}[/bold]: {period['start']} … "
+                      f"{period['end']} ({days}, {period['timezone']}), compared with "
                       f"{period['previous_start']} … {period['previous_end']}")
         for name in SECTIONS:
             if name not in report:
                 continue
             part = report[name]
+            # The title on its own line: a table's title wraps to the table's width.
+            console.print(f"\n[bold]{escape(part['title'])}[/bold]")
             if not part["rows"]:
-                console.print(f"[bold]{part['title']}[/bold]")
                 for note in part["notes"]:
-                    console.print(f"  {note}")
+                    console.print(f"  {escape(note)}")
                 continue
-            table = Table(title=part["title"], title_justify="left")
+            table = Table()
             table.add_column(part["key"])
             for column in part["columns"]:
                 table.add_column(column, justify="right")
             for row, values in part["rows"].items():
-                table.add_row(row, *(format_value(row, column, values.get(column))
+                table.add_row(Text(row), *(format_value(row, column, values.get(column))
                                      for column in part["columns"]))
             console.print(table)
             for note in part["notes"]:
-                console.print(f"  [dim]{note}[/dim]")
+                console.print(f"  [dim]{escape(note)}[/dim]")
     return capture.get()
 
 
