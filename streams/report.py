@@ -154,7 +154,6 @@ def _funnel_rows(name: str, steps: list[tuple[str, int]]) -> dict[str, dict[str,
 def funnel_section(conn: psycopg.Connection, plan: Plan, period: Period,
                    today: date) -> dict[str, Any]:
     rows: dict[str, dict[str, Any]] = {}
-    notes = []
     for name, cfg in plan.funnels.items():
         reached = q.funnel_steps(conn, plan.app, name, period)
         steps = [(step.event, reached.get(index, (step.event, 0))[1])
@@ -166,10 +165,15 @@ def funnel_section(conn: psycopg.Connection, plan: Plan, period: Period,
     size, d1, d7 = q.registration_funnel(conn, plan.app, old_enough) if old_enough else (0, 0, 0)
     rows.update(_funnel_rows("registration", [("registered", size), ("activated_d1", d1),
                                               ("active_d7", d7)]))
-    notes.append("plan funnels: users whose first step fell in the period, and how far they "
-                 "went; registration (seed 001): day cohorts " +
-                 (f"{old_enough.start}…{old_enough.end}" if old_enough else "— none") +
-                 " (those whose day 7 has come); its trial → paid steps are not tracked yet")
+    cohorts = f"{old_enough.start}…{old_enough.end}" if old_enough else "none yet"
+    notes = [f"registration (seed 001): the day cohorts whose day 7 has come ({cohorts})"]
+    if plan.funnels:
+        notes.append(f"{', '.join(plan.funnels)}: users whose first step fell in the period, "
+                     "and how far they went")
+    if not any(step.event.startswith("subscription_") for cfg in plan.funnels.values()
+               for step in cfg.steps):
+        notes.append("seed 001's trial → paid steps: not tracked yet (no subscription events "
+                     f"in {plan.app}'s funnels)")
     return section("Funnel", "funnel/step", ["users", "from_previous", "from_first"], rows, notes)
 
 
