@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import sys
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -164,32 +164,71 @@ def demo(users: int, backfill_days: int, rate: float, duration: float | None,
              duration=duration)
 
 
-@main.command()
+@main.command(epilog="""\b
+Sections: overview, cohorts, funnel, segments, churn_risk, paying_users, costs, daily, crisis.
+Every section has rows of named columns; ratios are fractions 0-1, change_pct is in percent,
+null = unknown (e.g. retention whose day has not come, or change from 0).
+--format json: one object: app, period, and one key per section, each
+  {title, key, columns, rows: {row: {column: value}}, notes: [..]}.
+--format csv: header `section,row,column,value`, one line per value (empty = null); the
+  period is section `period`, notes are column `note`.""")
 @click.option("--app", "app_name", required=True)
-@click.option("--day", "period", flag_value="day", default=True, help="today (default)")
-@click.option("--week", "period", flag_value="week", help="last 7 days")
-@click.option("--month", "period", flag_value="month", help="last 30 days")
-@click.option("--date", "end", default=None, help="last day of the period (default: today)")
+@click.option("--day", "day", is_flag=False, flag_value="today", default=None, metavar="[D]",
+              help="one local day: D (YYYY-MM-DD) or today (the default period)")
+@click.option("--week", "period", flag_value="week", help="the 7 days ending on --date")
+@click.option("--month", "period", flag_value="month", help="the 30 days ending on --date")
+@click.option("--from", "date_from", default=None, help="first day of a custom range")
+@click.option("--to", "date_to", default=None, help="last day of a custom range (default: today)")
+@click.option("--date", "end", default=None,
+              help="last day of --week/--month (default: today, in the app's time zone)")
+@click.option("--cohorts", "cohort_kind", type=click.Choice(["day", "week"]), default="day",
+              help="registration cohorts by day or by ISO week")
+@click.option("--section", "sections", multiple=True,
+              type=click.Choice(["overview", "cohorts", "funnel", "segments", "churn_risk",
+                                 "paying_users", "costs", "daily", "crisis"]),
+              help="only these sections (repeatable; default: all)")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 @settings_options
-def report(app_name: str, period: str, end: str | None, fmt: str, **options: Any) -> None:
-    """The /admin_analytics report of an app, from PostgreSQL."""
+def report(app_name: str, day: str | None, period: str | None, date_from: str | None,
+           date_to: str | None, end: str | None, cohort_kind: str, sections: tuple[str, ...],
+           fmt: str, **options: Any) -> None:
+    """Seed 001's admin view and seed 004's /admin_analytics report of an app, from
+    PostgreSQL: each section compared with the period of the same length before it."""
     from streams.connections import resolve
     from streams.plan import load_plans
-    from streams.report import build_report, render
+    from streams.report import build_report
+    from streams.report_period import local_today, resolve_period
+    from streams.report_render import render, select
 
     settings = make_settings(options)
     plans = load_plans(directory=settings.plans_dir)
     if app_name not in plans:
         raise click.BadParameter(f"no plan {app_name!r}; plans: {', '.join(sorted(plans))}")
+    plan = plans[app_name]
+    today = local_today(plan.tz, datetime.now(UTC))
+
+    def parse(value: str | None, option: str) -> Any:
+        try:
+            return date.fromisoformat(value) if value and value != "today" else None
+        except ValueError:
+            raise click.BadParameter(f"{value!r} is not a date YYYY-MM-DD",
+                                     param_hint=option) from None
+
+    chosen = [name for name, given in (("--day", day), ("--week/--month", period),
+                                       ("--from/--to", date_from or date_to)) if given]
+    if len(chosen) > 1:
+        raise click.UsageError(f"choose one period: {' or '.join(chosen)}")
     try:
+        span = resolve_period(
+            "range" if (date_from or date_to) else period or "day", today,
+            end=parse(day, "--day") or parse(end, "--date"),
+            date_from=parse(date_from, "--from"), date_to=parse(date_to, "--to"))
         conn = resolve(settings)
     except PulseError as err:
         _fail(err)
         return
-    last = (datetime.fromisoformat(end).date() if end
-            else datetime.now(plans[app_name].tz).date())
-    click.echo(render(build_report(conn.database_url, app_name, period, last), fmt), nl=False)
+    full = build_report(conn.database_url, plan, span, today, cohort_kind)
+    click.echo(render(select(full, sections), fmt), nl=False)
 
 
 @main.group()

@@ -1,159 +1,285 @@
-"""`pulse report`: seed 004's /admin_analytics view of an app, from PostgreSQL.
+"""`pulse report`: seed 001's admin view and seed 004's /admin_analytics report of an app.
 
-Only what Pulse computes today is shown (users, activity, sessions, events, cohort retention);
-carts, funnel and costs join as their issues land.
+The report is one JSON-ready dict: `app`, `period`, then one key per section. Every section has
+the same shape — `title`, `key` (what a row is), `columns`, `rows` ({row: {column: value}}) and
+`notes` — so the table, JSON and CSV renderings (streams/report_render.py) show the same
+numbers. The SQL is in streams/report_queries.py, the period arithmetic in
+streams/report_period.py. Ratios are fractions (0–1); `change_pct` is in percent.
 """
 
 from __future__ import annotations
 
-import csv
-import io
-from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
 
-import orjson
 import psycopg
-from rich.console import Console
-from rich.table import Table
 
-PERIOD_DAYS = {"day": 1, "week": 7, "month": 30}
+from streams import report_queries as q
+from streams.plan import Plan
+from streams.report_period import Period, change
 
-
-@dataclass(frozen=True)
-class PeriodStats:
-    start: date
-    end: date
-    new_users: int
-    dau_avg: float
-    dau_last: int
-    wau_last: int
-    mau_last: int
-    sessions: int
-    events: int
-    days_with_data: int
-    retention_d1: float
-    retention_d7: float
-
-    @property
-    def stickiness(self) -> float:
-        return self.dau_avg / self.mau_last if self.mau_last else 0.0
-
-    @property
-    def sessions_per_user(self) -> float:
-        return self.sessions / self.mau_last if self.mau_last else 0.0
+SECTIONS = ("overview", "cohorts", "funnel", "segments", "churn_risk", "paying_users", "costs",
+            "daily", "crisis")
+CHANGE_COLUMNS = ["current", "previous", "change", "change_pct"]
+CHURN_LEVELS = ("critical", "high", "medium", "low")
+# Period lengths whose distinct active users are a stored number: DAU, WAU, MAU of the last day.
+WINDOW_OF_DAYS = {1: "dau_last", 7: "wau_last", 30: "mau_last"}
 
 
-def period_stats(conn: psycopg.Connection, app: str, start: date, end: date) -> PeriodStats:
-    row = conn.execute(
-        """
-        SELECT coalesce(sum(new_users), 0), coalesce(sum(sessions), 0),
-               coalesce(sum(events), 0), count(*),
-               coalesce(sum(dau), 0)
-        FROM daily_metrics WHERE app = %s AND day BETWEEN %s AND %s
-        """, (app, start, end)).fetchone()
-    assert row is not None
-    new_users, sessions, events, days, dau_sum = (int(v) for v in row)
-    last = conn.execute(
-        "SELECT dau, wau, mau FROM daily_metrics WHERE app = %s AND day = %s",
-        (app, end)).fetchone() or (0, 0, 0)
-    span = (end - start).days + 1
-    # Seed 004's Retention D1/D7: cohorts of the period whose day n has come, pooled.
-    retention = []
-    for n in (1, 7):
-        row = conn.execute(
-            f"SELECT coalesce(sum(d{n}), 0), coalesce(sum(size), 0) FROM retention_cohorts "
-            "WHERE app = %s AND cohort_kind = 'day' AND cohort_date BETWEEN %s AND %s",
-            (app, start, end - timedelta(days=n))).fetchone()
-        assert row is not None
-        retention.append(int(row[0]) / int(row[1]) if row[1] else 0.0)
-    return PeriodStats(start, end, new_users, dau_sum / span, int(last[0]), int(last[1]),
-                       int(last[2]), sessions, events, days, retention[0], retention[1])
+
+def paying_note(plan: Plan) -> str:
+    """Why seed 001's block 6 is empty: no subscription state per user is stored anywhere."""
+    events = sorted(name for name in plan.events if name.startswith("subscription_"))
+    source = (f"{plan.app}'s subscription events ({', '.join(events)}) feed only funnel counts"
+              if events else f"{plan.app}'s plan has no subscription events")
+    return ("not tracked yet: Pulse stores no subscription status per user (user_profiles has "
+            f"no plan or paid field; {source}), so seed 001's paying-user activity (Pro users "
+            "active ≥3 days/week, 'dead souls' <1 day/week) cannot be derived")
 
 
-def build_report(dsn: str, app: str, period: str, end: date) -> dict[str, Any]:
-    days = PERIOD_DAYS[period]
-    start = end - timedelta(days=days - 1)
-    before = (start - timedelta(days=days), start - timedelta(days=1))
+def section(title: str, key: str, columns: list[str], rows: dict[str, dict[str, Any]] | None = None,
+            notes: list[str] | None = None) -> dict[str, Any]:
+    return {"title": title, "key": key, "columns": columns, "rows": rows or {},
+            "notes": notes or []}
+
+
+def change_row(current: float | None, previous: float | None) -> dict[str, Any]:
+    delta = change(current, previous)
+    return {"current": current, "previous": previous,
+            "change": None if delta is None else delta.absolute,
+            "change_pct": None if delta is None else delta.percent}
+
+
+def ratio(part: float | None, whole: float | None) -> float | None:
+    return None if part is None or not whole else part / whole
+
+
+def build_report(dsn: str, plan: Plan, period: Period, today: date,
+                 cohort_kind: str = "day") -> dict[str, Any]:
+    """The report of `plan`'s app over `period`, compared with the period before it. `today` is
+    the app's local day: retention of days that have not come yet is null."""
+    previous = period.previous()
     with psycopg.connect(dsn) as conn:
-        current = period_stats(conn, app, start, end)
-        previous = period_stats(conn, app, *before)
-        counters = {key: (value, 0.0) for key, value in counter_totals(conn, app, start, end)}
-        for key, value in counter_totals(conn, app, *before):
-            counters[key] = (counters.get(key, (0.0, 0.0))[0], value)
-    return {"app": app, "period": period, "current": current, "previous": previous,
-            "counters": dict(sorted(counters.items()))}
+        now = Overview.read(conn, plan.app, period, today)
+        before = Overview.read(conn, plan.app, previous, today)
+        report: dict[str, Any] = {
+            "app": plan.app,
+            "period": {"start": period.start.isoformat(), "end": period.end.isoformat(),
+                       "days": period.days, "previous_start": previous.start.isoformat(),
+                       "previous_end": previous.end.isoformat(), "timezone": plan.timezone,
+                       "today": today.isoformat()},
+            "overview": overview_section(now, before),
+            "cohorts": cohort_section(conn, plan.app, period, today, cohort_kind),
+            "funnel": funnel_section(conn, plan, period, today),
+            "segments": segment_section(conn, plan),
+            "churn_risk": churn_section(conn, plan),
+            "paying_users": section("Paying-user activity (seed 001 block 6)", "metric",
+                                    ["users", "share"], notes=[paying_note(plan)]),
+            "costs": cost_section(conn, plan, period, previous, now, before),
+            "daily": daily_section(conn, plan, period),
+            "crisis": crisis_section(conn, plan, period, previous),
+        }
+    return report
 
 
-def counter_totals(conn: psycopg.Connection, app: str, start: date,
-                   end: date) -> list[tuple[str, float]]:
-    """The plan's daily counters summed over the period, `counter` or `counter[dimension]`."""
-    rows = conn.execute(
-        "SELECT counter, dimension, sum(value) FROM app_daily_counters "
-        "WHERE app = %s AND day BETWEEN %s AND %s GROUP BY counter, dimension",
-        (app, start, end)).fetchall()
-    return [(f"{name}[{dim}]" if dim else name, float(total)) for name, dim, total in rows]
+class Overview:
+    """The numbers of one period that the overview compares."""
+
+    def __init__(self, activity: q.Activity, days: int,
+                 retention: dict[int, tuple[int, int]]) -> None:
+        self.activity = activity
+        self.days = days
+        self.retention = retention
+
+    @classmethod
+    def read(cls, conn: psycopg.Connection, app: str, period: Period, today: date) -> Overview:
+        return cls(q.activity(conn, app, period), period.days,
+                   {n: q.pooled_retention(conn, app, period, today, n) for n in (1, 7, 30)})
+
+    @property
+    def active_users(self) -> int | None:
+        """Distinct active users of the period, when it is a DAU/WAU/MAU window."""
+        window = WINDOW_OF_DAYS.get(self.days)
+        return None if window is None else int(getattr(self.activity, window))
+
+    def values(self) -> dict[str, float | None]:
+        a = self.activity
+        dau_avg = a.dau_sum / self.days
+        return {
+            "dau_avg": dau_avg, "wau": a.wau_last, "mau": a.mau_last,
+            "stickiness": ratio(dau_avg, a.mau_last), "active_users": self.active_users,
+            "new_users": a.new_users, "sessions": a.sessions, "events": a.events,
+            **{f"retention_d{n}": ratio(*self.retention[n]) for n in (1, 7, 30)},
+        }
 
 
-def _change(now: float, before: float) -> str:
-    if not before:
-        return "—"
-    return f"{(now - before) / before * 100:+.0f}%"
+def overview_section(now: Overview, before: Overview) -> dict[str, Any]:
+    current, previous = now.values(), before.values()
+    rows = {name: change_row(value, previous[name]) for name, value in current.items()}
+    return section("Overview", "metric", CHANGE_COLUMNS, rows, [
+        "dau_avg averages the period's days (days without data count as 0); wau and mau are "
+        "those of the last day; active_users is known for 1-, 7- and 30-day periods; "
+        "retention_dN: of the users who registered N days before a day of the period, the "
+        "share active on that day (pooled over the period's days that have come)"])
 
 
-ROWS = (
-    ("New users", "new_users", "{:,}"),
-    ("DAU (average)", "dau_avg", "{:,.1f}"),
-    ("DAU (last day)", "dau_last", "{:,}"),
-    ("WAU (last day)", "wau_last", "{:,}"),
-    ("MAU (last day)", "mau_last", "{:,}"),
-    ("Stickiness DAU/MAU", "stickiness", "{:.1%}"),
-    ("Retention D1", "retention_d1", "{:.0%}"),
-    ("Retention D7", "retention_d7", "{:.0%}"),
-    ("Sessions", "sessions", "{:,}"),
-    ("Sessions per MAU user", "sessions_per_user", "{:.2f}"),
-    ("Events", "events", "{:,}"),
-)
+def cohort_section(conn: psycopg.Connection, app: str, period: Period, today: date,
+                   kind: str) -> dict[str, Any]:
+    # A cohort's day n has come when its last member's day n has: a week cohort spans 7 days.
+    span = 6 if kind == "week" else 0
+    rows = {}
+    for cohort in q.cohorts(conn, app, period, kind):
+        row: dict[str, Any] = {"size": cohort.size}
+        for n, returned in cohort.returned.items():
+            come = cohort.cohort + timedelta(days=span + n) <= today
+            row[f"d{n}"] = ratio(returned, cohort.size) if come else None
+        rows[cohort.cohort.isoformat()] = row
+    return section(f"Registration cohorts ({kind})", "cohort",
+                   ["size", *(f"d{n}" for n in q.COHORT_DAYS)], rows,
+                   ["dN: share of the cohort active N days after registering; null until that "
+                    "day has come"])
 
 
-def render(report: dict[str, Any], fmt: str, console: Console | None = None) -> str:
-    cur: PeriodStats = report["current"]
-    prev: PeriodStats = report["previous"]
-    values = [(label, getattr(cur, attr), getattr(prev, attr), pattern)
-              for label, attr, pattern in ROWS]
-    if fmt == "json":
-        return orjson.dumps({
-            "app": report["app"], "period": report["period"],
-            "start": cur.start.isoformat(), "end": cur.end.isoformat(),
-            "metrics": {attr: getattr(cur, attr) for _, attr, _ in ROWS},
-            "previous": {attr: getattr(prev, attr) for _, attr, _ in ROWS},
-            "counters": {k: now for k, (now, _) in report["counters"].items()},
-            "counters_previous": {k: before for k, (_, before) in report["counters"].items()},
-        }, option=orjson.OPT_INDENT_2).decode()
-    if fmt == "csv":
-        out = io.StringIO()
-        writer = csv.writer(out)
-        writer.writerow(["metric", "current", "previous"])
-        for (_, attr, _), (_, now, before, _) in zip(ROWS, values, strict=True):
-            writer.writerow([attr, now, before])
-        for name, (now, before) in report["counters"].items():
-            writer.writerow([name, now, before])
-        return out.getvalue()
-    title = (f"📊 {report['app']}: {report['period']} "
-             f"{cur.start:%d.%m} – {cur.end:%d.%m.%Y} ({cur.days_with_data} days with data)")
-    table = Table(title=title)
-    table.add_column("Users and activity")
-    table.add_column("value", justify="right")
-    table.add_column("previous", justify="right")
-    table.add_column("change", justify="right")
-    for label, now, before, pattern in values:
-        table.add_row(label, pattern.format(now), pattern.format(before), _change(now, before))
-    if report["counters"]:
-        table.add_section()
-        for name, (now, before) in report["counters"].items():
-            table.add_row(name, f"{now:,.2f}".rstrip("0").rstrip("."),
-                          f"{before:,.2f}".rstrip("0").rstrip("."), _change(now, before))
-    console = console or Console()
-    with console.capture() as capture:
-        console.print(table)
-    return capture.get()
+def _funnel_rows(name: str, steps: list[tuple[str, int]]) -> dict[str, dict[str, Any]]:
+    rows = {}
+    first = steps[0][1] if steps else 0
+    for index, (step, users) in enumerate(steps):
+        rows[f"{name}/{index}:{step}"] = {
+            "users": users,
+            "from_previous": ratio(users, steps[index - 1][1]) if index else ratio(users, users),
+            "from_first": ratio(users, first)}
+    return rows
+
+
+def funnel_section(conn: psycopg.Connection, plan: Plan, period: Period,
+                   today: date) -> dict[str, Any]:
+    rows: dict[str, dict[str, Any]] = {}
+    for name, cfg in plan.funnels.items():
+        reached = q.funnel_steps(conn, plan.app, name, period)
+        steps = [(step.event, reached.get(index, (step.event, 0))[1])
+                 for index, step in enumerate(cfg.steps)]
+        rows.update(_funnel_rows(name, steps))
+    # Seed 001's funnel, over the day cohorts of the period whose day 7 has come.
+    old_enough = Period(period.start, min(period.end, today - timedelta(days=7))) \
+        if period.start <= today - timedelta(days=7) else None
+    size, d1, d7 = q.registration_funnel(conn, plan.app, old_enough) if old_enough else (0, 0, 0)
+    rows.update(_funnel_rows("registration", [("registered", size), ("activated_d1", d1),
+                                              ("active_d7", d7)]))
+    cohorts = f"{old_enough.start}…{old_enough.end}" if old_enough else "none yet"
+    notes = [f"registration (seed 001): the day cohorts whose day 7 has come ({cohorts})"]
+    if plan.funnels:
+        notes.append(f"{', '.join(plan.funnels)}: users whose first step fell in the period, "
+                     "and how far they went")
+    if not any(step.event.startswith("subscription_") for cfg in plan.funnels.values()
+               for step in cfg.steps):
+        notes.append("seed 001's trial → paid steps: not tracked yet (no subscription events "
+                     f"in {plan.app}'s funnels)")
+    return section("Funnel", "funnel/step", ["users", "from_previous", "from_first"], rows, notes)
+
+
+def segment_section(conn: psycopg.Connection, plan: Plan) -> dict[str, Any]:
+    title, columns = "Segments (latest profile of each user)", ["users", "share"]
+    if plan.profile is None:
+        return section(title, "segment", columns,
+                       notes=[f"not tracked for {plan.app}: its plan has no profile section"])
+    counts = q.segments(conn, plan.app)
+    total = sum(users for _, users in counts)
+    rows = {segment: {"users": users, "share": ratio(users, total)} for segment, users in counts}
+    rows["total"] = {"users": total, "share": ratio(total, total)}
+    return section(title, "segment", columns, rows)
+
+
+def churn_section(conn: psycopg.Connection, plan: Plan) -> dict[str, Any]:
+    title, columns = "Churn risk (latest profile of each user)", ["users", "share",
+                                                                  "average_score"]
+    if plan.profile is None:
+        return section(title, "level", columns,
+                       notes=[f"not tracked for {plan.app}: its plan has no profile section"])
+    found = {level: (users, score) for level, users, score in q.churn_levels(conn, plan.app)}
+    total = sum(users for users, _ in found.values())
+    rows = {}
+    for level in (*CHURN_LEVELS, *sorted(set(found) - set(CHURN_LEVELS))):
+        users, score = found.get(level, (0, 0))
+        rows[level] = {"users": users, "share": ratio(users, total),
+                       "average_score": ratio(score, users)}
+    rows["total"] = {"users": total, "share": ratio(total, total),
+                     "average_score": ratio(sum(s for _, s in found.values()), total)}
+    return section(title, "level", columns, rows)
+
+
+def cost_section(conn: psycopg.Connection, plan: Plan, period: Period, previous: Period,
+                 now: Overview, before: Overview) -> dict[str, Any]:
+    current = q.counter_totals(conn, plan.app, period)
+    earlier = q.counter_totals(conn, plan.app, previous)
+    rows: dict[str, dict[str, Any]] = {}
+    for name, dim in sorted(set(current) | set(earlier)):
+        rows[f"{name}[{dim}]" if dim else name] = change_row(current.get((name, dim), 0.0),
+                                                             earlier.get((name, dim), 0.0))
+
+    def total(totals: dict[tuple[str, str], float], name: str) -> float:
+        return sum(value for (counter, _), value in totals.items() if counter == name)
+
+    def derived(key: str, part: str, whole: str | None) -> None:
+        """A total (whole None) or a ratio of totals; `active_users` is the period's."""
+        values: list[float | None] = []
+        for totals, overview in ((current, now), (earlier, before)):
+            numerator = total(totals, part)
+            if whole is None:
+                values.append(numerator)
+            elif whole == "active_users":
+                values.append(ratio(numerator, overview.active_users))
+            else:
+                values.append(ratio(numerator, total(totals, whole)))
+        rows[key] = change_row(*values)
+
+    notes = []
+    counters = plan.counters
+    if "total_gmv" in counters and "carts_created" in counters:
+        derived("average_check", "total_gmv", "carts_created")
+        derived("carts_per_active_user", "carts_created", "active_users")
+    llm = [name for name in counters if name.startswith("llm_")]
+    for name in llm:
+        if counters[name].by:
+            derived(f"{name}_total", name, None)
+    if "llm_cost_rub" in counters:
+        derived("llm_cost_rub_per_active_user", "llm_cost_rub", "active_users")
+    if not llm:
+        notes.append(f"LLM tokens and cost: not tracked for {plan.app} (its plan declares no "
+                     "llm_* counters)")
+    if not counters:
+        notes.append(f"no daily counters in the {plan.app} plan")
+    notes.append("per-active-user values are known for 1-, 7- and 30-day periods")
+    return section("Costs and counters", "counter", CHANGE_COLUMNS, rows, notes)
+
+
+def daily_section(conn: psycopg.Connection, plan: Plan, period: Period) -> dict[str, Any]:
+    if plan.app == "vkusvill_bot":
+        columns, rows = q.VKUSVILL_DAILY_COLUMNS, q.vkusvill_daily_stats(conn, period)
+        title = "Daily stats (seed 004 daily_stats)"
+    else:
+        columns, rows = q.DAILY_COLUMNS, q.daily_metrics(conn, plan.app, period)
+        title = "Daily metrics"
+    return section(title, "date", list(columns[1:]),
+                   {row[0].isoformat(): dict(zip(columns[1:], row[1:], strict=True))
+                    for row in rows})
+
+
+def crisis_section(conn: psycopg.Connection, plan: Plan, period: Period,
+                   previous: Period) -> dict[str, Any]:
+    title = "Crisis incidents"
+    if plan.safety is None:
+        return section(title, "metric", CHANGE_COLUMNS,
+                       notes=[f"not tracked for {plan.app}: its plan has no safety section"])
+    now = q.crisis(conn, plan.app, plan.timezone, period)
+    before = q.crisis(conn, plan.app, plan.timezone, previous)
+    rows = {name: change_row(getattr(now, name), getattr(before, name))
+            for name in ("incidents", "sla_breaches", "pages", "escalated", "open", "expired",
+                         "response_median", "response_p95", "response_max")}
+    for level in sorted(set(now.by_level) | set(before.by_level)):
+        rows[f"level:{level}"] = change_row(now.by_level.get(level, 0),
+                                            before.by_level.get(level, 0))
+    notes = [f"by local day of detection; SLA {plan.safety.sla_seconds:g} s; response_* in "
+             "seconds, over closed incidents"]
+    if not q.crisis_rows(conn, plan.app):
+        notes.append("no crisis incidents recorded for this app yet")
+    return section(title, "metric", CHANGE_COLUMNS, rows, notes)

@@ -100,15 +100,17 @@ def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_pa
     week = [end - timedelta(days=i) for i in range(7)]
     full = orjson.loads(pulse_env.cli("report", "--app", app, "--week", "--format",
                                       "json").stdout)
-    report = full["metrics"]
-    assert full["counters"]["carts_created"] == float(sum(
+    report = {name: row["current"] for name, row in full["overview"]["rows"].items()}
+    assert full["costs"]["rows"]["carts_created"]["current"] == float(sum(
         v for (a, d, name, _), v in counters.items() if a == app and name == "carts_created"
         and d in week))
     assert report["new_users"] == sum(expected.get((app, d), (0,) * 6)[3] for d in week)
-    assert report["mau_last"] == expected.get((app, end), (0,) * 6)[2]
-    d1 = [cohorts[(app, d, "day")] for d in week[1:] if (app, d, "day") in cohorts]
-    assert report["retention_d1"] == pytest.approx(
-        sum(c[1] for c in d1) / sum(c[0] for c in d1) if d1 else 0.0)
+    assert report["mau"] == expected.get((app, end), (0,) * 6)[2]
+    # D1 of the week: the day cohorts whose day 1 is one of its days.
+    d1 = [cohorts[(app, d - timedelta(days=1), "day")] for d in week
+          if (app, d - timedelta(days=1), "day") in cohorts]
+    assert report["retention_d1"] == (pytest.approx(
+        sum(c[1] for c in d1) / sum(c[0] for c in d1)) if d1 else None)
 
     # Counts reconcile: every consumed event is valid or a dropped duplicate.
     assert worker.total("pulse_events_consumed_total") == len(events)
