@@ -19,6 +19,7 @@ import orjson
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
+from agents.triggers import TriggerKeeper
 from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
 from streams.topics import changelog_topic
@@ -40,6 +41,7 @@ def register(p: Pipeline) -> None:
     desk = SafetyDesk(p)
     streaks = StreakKeeper(p)
     profiles = ProfileKeeper(p)
+    triggers = TriggerKeeper(p)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -73,6 +75,7 @@ def register(p: Pipeline) -> None:
                             desk.on_event(key, part, state, event, now)
                         streaks.on_event(state, event)
                         profiled = profiles.on_event(state, event) or profiled
+                        triggers.on_event(state, event)
                 except Exception as err:  # a poison event must not stop the partition
                     dead_letter_state_error(event, err, part)
                     continue
@@ -96,6 +99,13 @@ def register(p: Pipeline) -> None:
                         [datetime.fromtimestamp(ts, UTC) for ts, _ in steps]))
             if profiled:
                 profiles.publish(user_events[0].app, user_events[0].user_id, state, now)
+            if changed:
+                try:
+                    triggers.after_events(user_events[0].app, user_events[0].user_id, state,
+                                          user_events)
+                except Exception:  # the events are applied; the sweep evaluates them again
+                    log.exception("trigger evaluation failed for a user of %s",
+                                  user_events[0].app)
             if changed:
                 value = encode_state(state)
                 p.users.data[key] = value
@@ -176,6 +186,7 @@ def register(p: Pipeline) -> None:
         # Profiles age while a worker is away: bring them (and the gauges) up to now.
         profiles.sweep(utc_now().timestamp(), owned,
                        lambda key: partition_for(key, p.settings.partitions))
+        triggers.sweep(owned, lambda key: partition_for(key, p.settings.partitions))
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
         metrics.partitions_owned.set(len(owned))
@@ -212,6 +223,11 @@ def register(p: Pipeline) -> None:
         profiles.sweep(utc_now().timestamp(), p.owned_partitions(),
                        lambda key: partition_for(key, p.settings.partitions))
 
+    @p.app.timer(p.settings.trigger_sweep_seconds)
+    async def trigger_sweep() -> None:
+        """Inactivity, 20:00 local and expiry happen with no event: evaluate everyone."""
+        triggers.sweep(p.owned_partitions(), lambda key: partition_for(key, p.settings.partitions))
+
     @p.app.timer(0.1)
     async def safety_timer() -> None:
         """Sub-second SLA checks, in processing time."""
@@ -222,6 +238,8 @@ def register(p: Pipeline) -> None:
         await p.pool.open(wait=True)
         sinks = [p.sink.run(), p.crisis_sink.run(), p.streak_sink.run(), p.counter_sink.run(),
                  p.funnel_sink.run(), p.profile_sink.run()]
+        if p.trigger_sink is not None:
+            sinks.append(p.trigger_sink.run())
         if p.redis_profiles is not None:
             sinks.append(p.redis_profiles.run())
         if p.alertmanager is not None:

@@ -106,6 +106,18 @@ class Metrics:
         self.users_by_churn_risk = Gauge(
             "pulse_users_by_churn_risk", "Users per churn-risk level (seed 001), as of the last "
             "profile sweep", ["app", "level"], registry=r)
+        self.triggers_created = Counter(
+            "pulse_triggers_created", "Re-engagement triggers created (seed 001)",
+            ["app", "type"], registry=r)
+        self.triggers_capped = Counter(
+            "pulse_triggers_capped", "Due triggers not created at an evaluation because the "
+            "user's daily cap was reached", ["app", "type"], registry=r)
+        self.triggers_closed = Counter(
+            "pulse_triggers_closed", "Trigger status changes from pending or sent",
+            ["app", "type", "status"], registry=r)
+        self.triggers_pending = Gauge(
+            "pulse_triggers_pending", "Triggers pending now (this worker's partitions)",
+            ["app", "type"], registry=r)
         self.partitions_owned = Gauge(
             "pulse_partitions_owned", "Event partitions this worker owns", registry=r)
         self.users_tracked = Gauge(

@@ -247,3 +247,20 @@ def user_funnel_sink(pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any)
 def user_profile_sink(pool: AsyncConnectionPool, metrics: Metrics,
                       **kwargs: Any) -> RowUpsertSink:
     return RowUpsertSink(pool, metrics, "postgres_user_profiles", _UPSERT_PROFILE, **kwargs)
+
+
+TRIGGER_COLUMNS = ("trigger_id", "app", "user_id", "type", "priority", "status", "context",
+                   "created_at", "updated_at", "expires_at")
+# A row never goes back in time: a replayed older status cannot overwrite a newer one.
+_UPSERT_TRIGGER = f"""
+INSERT INTO user_triggers ({", ".join(TRIGGER_COLUMNS)})
+VALUES ({", ".join(["%s"] * len(TRIGGER_COLUMNS))})
+ON CONFLICT (trigger_id) DO UPDATE SET
+  status = EXCLUDED.status, updated_at = EXCLUDED.updated_at, expires_at = EXCLUDED.expires_at
+WHERE user_triggers.updated_at <= EXCLUDED.updated_at
+"""
+
+
+def user_trigger_sink(pool: AsyncConnectionPool, metrics: Metrics,
+                      **kwargs: Any) -> RowUpsertSink:
+    return RowUpsertSink(pool, metrics, "postgres_user_triggers", _UPSERT_TRIGGER, **kwargs)

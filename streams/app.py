@@ -25,6 +25,7 @@ from sinks.postgres import (
     user_funnel_sink,
     user_profile_sink,
     user_streak_sink,
+    user_trigger_sink,
 )
 from sinks.redis import RedisProfileSink
 from streams.connections import Connections
@@ -69,6 +70,8 @@ class Pipeline:
     redis_profiles: RedisProfileSink | None
     alertmanager: AlertmanagerSink | None
     aggregates: dict[int, DayAggregates] = field(default_factory=dict)
+    triggers_topic: Any = None  # re-engagement triggers for the bots (JSON)
+    trigger_sink: RowUpsertSink | None = None  # user_triggers
 
     def today(self, now: datetime) -> dict[str, int]:
         return {app: local_day(now, plan) for app, plan in self.plans.items()}
@@ -145,7 +148,10 @@ def build_worker(settings: Settings, connections: Connections,
     pipeline = Pipeline(settings, connections, plans, metrics, app, ingest_topic, events_topic,
                         deadletter_topic, users, pool, sink, limits, state_configs,
                         alerts_topic, derived_topic, crisis_sink, streak_sink, counter_sink,
-                        funnel_sink, profile_sink, redis_profiles, alertmanager)
+                        funnel_sink, profile_sink, redis_profiles, alertmanager,
+                        triggers_topic=app.topic(settings.triggers_topic,
+                                                 partitions=settings.partitions),
+                        trigger_sink=user_trigger_sink(pool, metrics, **batching))
 
     from agents import activity, ingest  # agents register on the app they are given
 

@@ -25,6 +25,7 @@ from tables.crisis import LEVELS, SafetyConfig
 from tables.funnels import FunnelConfig
 from tables.profile import ProfileConfig
 from tables.streaks import StreakConfig
+from tables.triggers import TriggerConfig
 
 PLANS_DIR = Path(__file__).parent / "plans"
 
@@ -115,6 +116,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     counters: dict[str, CounterConfig] = {}
     funnels: dict[str, FunnelConfig] = {}
     profile: ProfileConfig | None = None
+    triggers: TriggerConfig | None = None
     description: str = ""
 
 
@@ -153,6 +155,7 @@ class Plan:
     profile: ProfileConfig | None = None
     # event name → the streak types it counts for
     streak_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
+    triggers: TriggerConfig | None = None
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -380,6 +383,9 @@ def load_plan(path: Path) -> Plan:
                                 f"streak {name}: {event_name!r} is not an event of this plan")
             streak_types[event_name] = (*streak_types.get(event_name, ()), name)
 
+    if spec.triggers is not None:
+        _check_triggers(spec.triggers, events, spec.streaks, carried, loc, file)
+
     return Plan(
         app=spec.app,
         title=spec.title,
@@ -401,7 +407,56 @@ def load_plan(path: Path) -> Plan:
         counters=spec.counters,
         funnels=spec.funnels,
         profile=spec.profile,
+        triggers=spec.triggers,
     )
+
+
+def _check_triggers(cfg: TriggerConfig, events: Mapping[str, EventSpec],
+                    streaks: Mapping[str, StreakConfig], carried: dict[str, tuple[str, ...]],
+                    loc: _Located, file: str) -> None:
+    """The triggers section names real events, properties and streak types; the feedback and
+    trial events carry the properties the rules read."""
+    def need(name: str, *path: str) -> None:
+        if name not in events:
+            raise PlanError(file, loc.line("triggers", *path),
+                            f"triggers.{'.'.join(path)}: {name!r} is not an event of this plan")
+
+    if cfg.cap_per_day < 1 or cfg.ttl_hours <= 0:
+        raise PlanError(file, loc.line("triggers"), "triggers: cap_per_day ≥ 1, ttl_hours > 0")
+    feedback = [("dismiss_event", cfg.dismiss_event)]
+    if cfg.sent_event is not None:
+        feedback.append(("sent_event", cfg.sent_event))
+    for section, name in feedback:
+        need(name, section)
+        props = events[name].properties
+        wanted = [p for p in (cfg.id_property, cfg.type_property) if p in props]
+        if not wanted:
+            raise PlanError(file, loc.line("triggers", section),
+                            f"triggers.{section}: {name} needs a {cfg.id_property!r} or "
+                            f"{cfg.type_property!r} property")
+        carried[name] = tuple(dict.fromkeys([*carried.get(name, ()), *wanted]))
+    streak = cfg.streak_at_risk
+    if streak is not None and streak.streak_type not in streaks:
+        raise PlanError(file, loc.line("triggers", "streak_at_risk", "streak_type"),
+                        f"triggers.streak_at_risk: no streak type {streak.streak_type!r}")
+    if streak is not None and not 0 <= streak.local_hour <= 23:
+        raise PlanError(file, loc.line("triggers", "streak_at_risk", "local_hour"),
+                        "triggers.streak_at_risk: local_hour is 0…23")
+    trial = cfg.trial_expiring
+    if trial is not None:
+        need(trial.start_event, "trial_expiring", "start_event")
+        for stop in trial.stop_events:
+            need(stop, "trial_expiring", "stop_events")
+        if trial.end_property is None and trial.trial_days is None:
+            raise PlanError(file, loc.line("triggers", "trial_expiring"),
+                            "triggers.trial_expiring: set end_property or trial_days")
+        if trial.end_property is not None:
+            if trial.end_property not in events[trial.start_event].properties:
+                raise PlanError(file, loc.line("triggers", "trial_expiring", "end_property"),
+                                f"triggers.trial_expiring: {trial.start_event} has no property "
+                                f"{trial.end_property!r}")
+            carried[trial.start_event] = tuple(dict.fromkeys(
+                [*carried.get(trial.start_event, ()), trial.end_property]))
 
 
 def _check_safety(safety: SafetyConfig, events: Mapping[str, EventSpec], loc: _Located,

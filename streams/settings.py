@@ -29,6 +29,8 @@ class Settings(BaseSettings):
         "user_properties) from the HTTP gateway, JSON, keyed by app and user")
     alerts_topic: str = Field("alerts.safety", description="safety alerts for on-call")
     derived_topic: str = Field("pulse.derived", description="derived events (streaks)")
+    triggers_topic: str = Field("pulse.triggers", description="re-engagement triggers (JSON) "
+                                "for the bots, keyed by app and user")
     partitions: int = Field(4, ge=1, description="partitions of the internal topics and tables")
 
     # Validation.
@@ -50,6 +52,12 @@ class Settings(BaseSettings):
     profile_sweep_seconds: float = Field(
         3600.0, description="how often every retention profile is re-evaluated (inactivity)")
     profile_ttl_seconds: int = Field(90 * 86400, description="TTL of profiles in Redis")
+    trigger_sweep_seconds: float = Field(
+        300.0, description="how often every user's re-engagement triggers are evaluated "
+        "(inactivity, streak at risk at 20:00 local, expiry)")
+    clock_file: Path | None = Field(
+        None, description="tests and replays only: a file holding an ISO-8601 instant that "
+        "trigger evaluation takes as now instead of the wall clock (re-read when it changes)")
     alertmanager_url: str | None = Field(
         None, description="Alertmanager base URL, e.g. http://127.0.0.1:9093; unset: alerts go "
         "to the alerts topic only")

@@ -23,6 +23,7 @@ from tables.funnels import contribution as funnel_contribution
 from tables.funnels import reached as funnel_reached
 from tables.profile import ProfileInputs
 from tables.streaks import StreakState
+from tables.triggers import TriggerState
 
 # Aggregate columns, in the order of `daily_metrics`.
 DAU, WAU, MAU, NEW_USERS, SESSIONS, EVENTS = range(6)
@@ -89,6 +90,8 @@ class UserState(msgspec.Struct, array_like=True):
     counters: dict[int, dict[str, int]] | None = None
     funnels: dict[str, FunnelState] | None = None
     profile: ProfileInputs | None = None
+    # Re-engagement trigger bookkeeping (seed 001); absent in states written before it.
+    triggers: TriggerState | None = None
 
 
 @dataclass

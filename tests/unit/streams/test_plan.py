@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streams.errors import PlanError
-from streams.plan import load_plan, load_plans
+from streams.plan import PLANS_DIR, load_plan, load_plans
 
 # A small valid plan; the line numbers in the comments are the ones the cases below refer to.
 BASE_LINES = [
@@ -118,7 +118,9 @@ def test_activity_null_means_every_user_event() -> None:
     ("cryptorebate", 26), ("vkusvill_bot", 7), ("onepercent", 15),
 ])
 def test_bundled_event_counts(app: str, count: int) -> None:
-    assert len(PLANS[app].events) == count
+    # onepercent also has the two trigger feedback events of its Этап 2 API (group triggers).
+    events = [n for n, e in PLANS[app].events.items() if e.group != "triggers"]
+    assert len(events) == count
 
 
 # ---- broken plans ----------------------------------------------------------------------------
@@ -180,3 +182,25 @@ def test_same_app_in_two_files_is_rejected(tmp_path: Path) -> None:
     with pytest.raises(PlanError, match="app 'demo' is defined twice") as info:
         load_plans([first, second])
     assert str(info.value).startswith(f"{second}: ")
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ("streak_type: habits", "streak_type: walking", "no streak type 'walking'"),
+    ("dismiss_event: trigger_dismissed", "dismiss_event: nope", "'nope' is not an event"),
+    ("local_hour: 20", "local_hour: 24", "local_hour is 0…23"),
+    ("cap_per_day: 1 ", "cap_per_day: 0 ", "cap_per_day ≥ 1"),
+])
+def test_broken_triggers_section(tmp_path: Path, old: str, new: str, problem: str) -> None:
+    text = (PLANS_DIR / "onepercent.yaml").read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "onepercent.yaml"
+    path.write_text(text.replace(old, new), encoding="utf-8")
+    with pytest.raises(PlanError, match=problem):
+        load_plan(path)
+
+
+def test_trigger_feedback_events_carry_their_ids() -> None:
+    plan = PLANS["onepercent"]
+    assert plan.triggers is not None and plan.triggers.cap_per_day == 1
+    assert plan.carried["trigger_dismissed"] == ("trigger_id", "trigger_type")
+    assert plan.carried["trigger_sent"] == ("trigger_id", "trigger_type")
