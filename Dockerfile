@@ -16,7 +16,7 @@ COPY sinks ./sinks
 # editable install.
 COPY deploy/sql ./deploy/sql
 RUN pip install -e . \
- && useradd --system --no-create-home --home-dir /var/lib/pulse pulse \
+ && useradd --system --uid 10001 --no-create-home --home-dir /var/lib/pulse pulse \
  && mkdir -p /var/lib/pulse \
  && chown pulse /var/lib/pulse
 
@@ -24,7 +24,8 @@ RUN pip install -e . \
 # /metrics port under PULSE_STATE_DIR: both must be writable by the unprivileged user
 # (/app is root's).
 WORKDIR /var/lib/pulse
-USER pulse
+# Numeric, so Kubernetes' runAsNonRoot can verify it (deploy/k8s uses runAsUser 10001).
+USER 10001
 # 9464: a worker's /metrics; 8088: the gateway (API, /healthz, /readyz, /metrics).
 EXPOSE 9464 8088
 ENTRYPOINT ["pulse"]
