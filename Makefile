@@ -23,11 +23,14 @@ run: $(STAMP)
 test: $(STAMP) lint system-deps
 	$(BIN)/pytest -q
 
-## Debian packages the deploy tests need (promtool, amtool, prometheus); installed only if missing.
+## Debian packages the deploy tests need (promtool, amtool, prometheus, docker-compose to
+## validate docker-compose.yml without an engine); installed only if missing.
 system-deps:
-	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null || \
+	@command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && \
+		command -v docker-compose >/dev/null || \
 		($(SUDO) apt-get update -qq && \
-		 $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager)
+		 $(SUDO) DEBIAN_FRONTEND=noninteractive apt-get install -y -qq prometheus prometheus-alertmanager \
+		 docker-compose)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -272,6 +272,64 @@ def topics_create(**options: Any) -> None:
     click.echo("created: " + (", ".join(created) if created else "nothing (all exist)"))
 
 
+@topics.command("describe")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table",
+              show_default=True)
+@settings_options
+def topics_describe(fmt: str, **options: Any) -> None:
+    """Show every Pulse topic as the broker reports it: partitions, replicas, retention,
+    cleanup policy. Exit status 1 when a topic is missing or differs from what `topics create`
+    asks for."""
+    import asyncio
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from streams.connections import resolve
+    from streams.topics import describe_topics, human_ms
+
+    settings = make_settings(options)
+    try:
+        conn = resolve(settings)
+    except PulseError as err:
+        _fail(err)
+        return
+    states = asyncio.run(describe_topics(conn.kafka_bootstrap, settings))
+    if fmt == "json":
+        click.echo(orjson.dumps([s.as_dict() for s in states], option=orjson.OPT_INDENT_2))
+    else:
+        table = Table(title=f"Pulse topics on {conn.kafka_bootstrap}")
+        table.add_column("topic")
+        table.add_column("partitions", justify="right")
+        table.add_column("replicas", justify="right")
+        table.add_column("retention", justify="right")
+        table.add_column("cleanup.policy")
+        table.add_column("status")
+        for state in states:
+            problems = state.problems()
+            table.add_row(
+                state.spec.name,
+                str(state.partitions) if state.exists else "-",
+                str(state.replication_factor) if state.exists else "-",
+                human_ms(state.configs.get("retention.ms")) if state.exists else "-",
+                (state.configs.get("cleanup.policy", "not reported") if state.exists
+                 else "-"),
+                "[red]" + "; ".join(problems) + "[/]" if problems else "[green]ok[/]")
+        console = Console()
+        console.print(table)
+        notes = sorted({s.configs_note for s in states if s.configs_note})
+        unreported = [s.spec.name for s in states
+                      if s.exists and not s.configs_note and set(s.spec.configs) - set(s.configs)]
+        for note in notes:
+            console.print(f"note: {note}", markup=False)
+        if unreported:
+            console.print("note: the broker does not report every config of "
+                          f"{', '.join(unreported)} (the embedded broker, Tansu, reports only "
+                          "configs set at creation)", markup=False)
+    if any(state.problems() for state in states):
+        sys.exit(1)
+
+
 @main.group(invoke_without_command=True)
 @settings_options
 @click.pass_context

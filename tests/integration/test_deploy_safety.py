@@ -112,7 +112,7 @@ def test_prometheus_config_loads_rules_and_alertmanager() -> None:
     targets = [t for am in config["alerting"]["alertmanagers"]
                for sc in am["static_configs"] for t in sc["targets"]]
     assert targets == ["alertmanager:9093"]
-    assert [j["job_name"] for j in config["scrape_configs"]] == ["pulse-worker"]
+    assert [j["job_name"] for j in config["scrape_configs"]] == ["pulse-worker", "pulse-gateway"]
 
 
 def test_alertmanager_config_routes_crisis_alerts_to_safety() -> None:
