@@ -30,6 +30,7 @@ from sinks.postgres import (
 from sinks.redis import RedisProfileSink
 from streams.connections import Connections
 from streams.plan import Plan, load_plans
+from streams.privacy import pseudonymizer_for
 from streams.settings import Settings
 from streams.validate import Limits, local_day
 from tables.activity import StateConfig
@@ -123,6 +124,7 @@ def build_worker(settings: Settings, connections: Connections,
         max_record_bytes=settings.max_record_bytes,
         lateness=timedelta(days=settings.lateness_days),
         future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
+        ids=pseudonymizer_for(plans, settings.user_id_key()),
     )
     state_configs = {
         name: StateConfig(session_gap=float(plan.session_gap_seconds),

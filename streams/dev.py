@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -36,6 +37,17 @@ def _stop(proc: subprocess.Popen, timeout: float = 15.0) -> None:
         proc.wait()
 
 
+def dev_user_id_secret(state_dir: Path) -> str:
+    """A random pseudonymization key for this machine's dev state, kept so pseudonyms stay
+    stable across restarts (a deployment sets PULSE_USER_ID_SECRET from its secret store)."""
+    path = state_dir / "user_id_secret"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(secrets.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def run_dev(settings: Settings, demo: bool = True, backfill_days: int = 30,
             demo_users: int = 200) -> None:
     services = EmbeddedServices(settings.state_dir)
@@ -55,6 +67,8 @@ def run_dev(settings: Settings, demo: bool = True, backfill_days: int = 30,
             env["PULSE_GATEWAY_KEYS"] = orjson.dumps(
                 {app: [hash_key(f"dev-{app}")] for app in load_plans(
                     directory=settings.plans_dir)}).decode()
+        if not settings.user_id_secret:
+            env["PULSE_USER_ID_SECRET"] = dev_user_id_secret(settings.state_dir)
         logs = settings.state_dir / "logs"
         print(f"broker:     {addresses.kafka_bootstrap}")
         print(f"postgres:   {addresses.database_url}")

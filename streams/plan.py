@@ -58,6 +58,9 @@ class PropertySpec(msgspec.Struct, forbid_unknown_fields=True):
     maximum: float | None = None
     max_length: int | None = None
     items: PropertyType | None = None
+    # An identifier of a person (e.g. a referrer's Telegram id) in a plan whose ids arrive raw:
+    # replaced by its pseudonym like the user id (streams.privacy).
+    pseudonymize: bool = False
     description: str = ""
 
 
@@ -93,8 +96,9 @@ class PrivacySpec(msgspec.Struct, forbid_unknown_fields=True):
     forbidden_properties: list[str] = msgspec.field(default_factory=lambda: list(DEFAULT_FORBIDDEN))
     max_string_length: int = 256
     # `hashed`: user ids already arrive hashed (seed 000 §7); `opaque`: ids are internal
-    # numbers or UUIDs that are not personal data by themselves.
-    user_id: Literal["hashed", "opaque"] = "opaque"
+    # numbers or UUIDs that are not personal data by themselves; `raw`: ids may identify a
+    # person (a Telegram id), so Pulse replaces them with a keyed hash (streams.privacy).
+    user_id: Literal["hashed", "opaque", "raw"] = "opaque"
 
 
 class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
@@ -146,6 +150,8 @@ class Plan:
     events: Mapping[str, EventSpec]
     path: str = ""
     forbidden: frozenset[str] = field(default_factory=frozenset)
+    # Properties replaced by their pseudonym (raw-id plans only; see PropertySpec).
+    pseudonymized: frozenset[str] = field(default_factory=frozenset)
     safety: SafetyConfig | None = None
     # Properties that travel with the validated event because state transitions read them.
     carried: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
@@ -306,6 +312,13 @@ def load_plan(path: Path) -> Plan:
                 f"{owner}: property {prop!r} is forbidden free text or PII "
                 "(privacy.forbidden_properties); send an aggregate such as its length")
 
+    pseudonymized = frozenset(prop for key_path, _, prop in named
+                              if _spec_at(standard, events, key_path).pseudonymize)
+    if pseudonymized and spec.privacy.user_id != "raw":
+        raise PlanError(file, loc.line("privacy"),
+                        f"properties {', '.join(sorted(pseudonymized))} say pseudonymize, but "
+                        "only a plan with privacy.user_id: raw pseudonymizes identifiers")
+
     reg = spec.registration
     if reg.event is not None:
         if reg.event not in events:
@@ -400,6 +413,7 @@ def load_plan(path: Path) -> Plan:
         events=events,
         path=file,
         forbidden=forbidden,
+        pseudonymized=pseudonymized,
         safety=spec.safety,
         carried=carried,
         streaks=spec.streaks,
@@ -409,6 +423,13 @@ def load_plan(path: Path) -> Plan:
         profile=spec.profile,
         triggers=spec.triggers,
     )
+
+
+def _spec_at(standard: Mapping[str, PropertySpec], events: Mapping[str, EventSpec],
+             key_path: tuple[str, ...]) -> PropertySpec:
+    if key_path[0] == "standard_properties":
+        return standard[key_path[1]]
+    return events[key_path[1]].properties[key_path[3]]
 
 
 def _check_triggers(cfg: TriggerConfig, events: Mapping[str, EventSpec],

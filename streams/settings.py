@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PULSE_", extra="ignore")
+
+    def user_id_key(self) -> str | None:
+        return self.user_id_secret.get_secret_value() if self.user_id_secret else None
 
     # Connections. Unset: use the embedded services a running `pulse dev` recorded in state_dir.
     kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers host:port")
@@ -37,6 +40,10 @@ class Settings(BaseSettings):
     max_record_bytes: int = Field(64 * 1024, description="largest accepted ingest record")
     lateness_days: int = Field(7, description="oldest accepted event age unless historical")
     future_tolerance_seconds: int = Field(3600, description="how far ahead a timestamp may be")
+    user_id_secret: SecretStr | None = Field(
+        None, description="HMAC key that replaces raw user ids with pseudonyms (plans with "
+        "privacy.user_id: raw); 16+ characters, stable, from a secret store, never on a "
+        "command line")
 
     # Per-user state.
     dedupe_days: int = Field(8, description="days of event ids kept per user for dedupe")

@@ -17,6 +17,7 @@ import orjson
 
 from streams.envelope import MAX_BATCH, ValidEvent, id_hash
 from streams.plan import Plan, PropertySpec
+from streams.privacy import Pseudonymizer, is_pseudonym, looks_raw
 
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
 MAX_DEPTH = 8
@@ -41,6 +42,8 @@ class Limits:
     max_record_bytes: int = 64 * 1024
     lateness: timedelta = timedelta(days=7)
     future_tolerance: timedelta = timedelta(hours=1)
+    # Replaces raw user ids of `privacy.user_id: raw` plans (None: no plan accepts raw ids).
+    ids: Pseudonymizer | None = None
 
 
 @dataclass
@@ -141,6 +144,11 @@ def _validate_one(
             reasons.append(f"bad_field: {key} must be a non-empty string")
         elif key in ("event_id", "user_id") and len(value) > MAX_ID_LENGTH:
             reasons.append(f"bad_field: {key} longer than {MAX_ID_LENGTH} characters")
+    user_id = doc.get("user_id")
+    if (plan is not None and plan.privacy.user_id == "hashed" and isinstance(user_id, str)
+            and looks_raw(user_id)):
+        reasons.append("bad_field: user_id is digits only, a raw id; this plan's ids must "
+                       "arrive hashed (privacy.user_id: hashed)")
     for key in ("session_id", "platform"):
         if doc.get(key) is not None and not isinstance(doc[key], str):
             reasons.append(f"bad_field: {key} must be a string")
@@ -196,10 +204,20 @@ def _validate_one(
     if reasons or plan is None or spec is None or ts is None:
         if not reasons:  # unreachable in practice; keeps the invariant "rejected ⇒ reason"
             reasons.append("bad_field: event could not be validated")
+        if plan is not None and plan.privacy.user_id == "raw":
+            # Dead letters keep no raw identifier either; a replay maps to the same pseudonym.
+            payload = orjson.dumps(_ids(plan, limits).scrub(plan, doc))
         out.rejected.append(Rejection(reasons, payload, index, plan.app if plan else None))
         return
-    assert isinstance(event_name, str)
-    user_id = doc["user_id"]
+    assert isinstance(event_name, str) and isinstance(user_id, str)
+    carried = plan.carried.get(event_name)
+    props = {k: properties[k] for k in carried if k in properties} if carried else None
+    if plan.privacy.user_id == "raw":
+        ids = _ids(plan, limits)
+        user_id = ids(plan.app, user_id)
+        if props:
+            props = {k: ids(plan.app, str(v)) if k in plan.pseudonymized and v is not None
+                     else v for k, v in props.items()}
     out.valid.append(ValidEvent(
         app=plan.app,
         user_id=user_id,
@@ -211,9 +229,16 @@ def _validate_one(
         registration=_is_registration(plan, event_name, properties),
         platform=doc.get("platform"),
         historical=historical,
-        props=({k: properties[k] for k in carried if k in properties}
-               if (carried := plan.carried.get(event_name)) else None),
+        props=props,
     ))
+
+
+def _ids(plan: Plan, limits: Limits) -> Pseudonymizer:
+    if limits.ids is None:
+        # Workers and gateways refuse to start without the secret (privacy.pseudonymizer_for);
+        # reaching this is a wiring bug, never a reason to keep a raw id.
+        raise RuntimeError(f"plan {plan.app} accepts raw user ids but no pseudonymizer is set")
+    return limits.ids
 
 
 def _is_registration(plan: Plan, event: str, properties: dict[str, Any]) -> bool:
@@ -236,6 +261,8 @@ def _check_property(
             reasons.append(f"unknown_property: properties.{name[:40]} is not in the plan")
         check_free_text(name, value, plan, reasons)
         return
+    if prop.pseudonymize and isinstance(value, str) and is_pseudonym(value):
+        return  # replaced by its pseudonym already (gateway, replayed dead letter)
     if value is None:
         if not prop.nullable:
             reasons.append(f"wrong_type: properties.{name} must not be null")

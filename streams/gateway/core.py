@@ -23,6 +23,7 @@ from streams.gateway.auth import KeyRing, RateLimiter
 from streams.gateway.mapping import EventNames, Item, check_profile
 from streams.gateway.producer import GatewayProducer, Record
 from streams.plan import Plan
+from streams.privacy import pseudonymizer_for
 from streams.settings import Settings
 from streams.validate import Limits, Rejection, validate_record
 
@@ -54,7 +55,8 @@ class Gateway:
         self.limiter = RateLimiter(settings.gateway_rate_limit, settings.gateway_rate_burst)
         self.max_record = settings.max_record_bytes
         self.limits = Limits(lateness=timedelta(days=settings.lateness_days),
-                             future_tolerance=timedelta(seconds=settings.future_tolerance_seconds))
+                             future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
+                             ids=pseudonymizer_for(plans, settings.user_id_key()))
         self.ready = False
 
     # ---- checking -------------------------------------------------------------------------
@@ -65,12 +67,20 @@ class Gateway:
         out = Checked()
         plan = self.plans[app]
         events = [item for item in items if item.envelope is not None]
+        if self.limits.ids is not None and plan.privacy.user_id == "raw":
+            # Raw ids are replaced here, so not even the ingest topic holds them.
+            ids = self.limits.ids
+            for item in items:
+                if item.envelope is not None:
+                    item.envelope = ids.scrub(plan, item.envelope)
+                if item.profile is not None and isinstance(item.profile.get("user_id"), str):
+                    item.profile["user_id"] = ids(app, item.profile["user_id"])
         payloads = [orjson.dumps(item.envelope) for item in events]
         reasons: dict[int, list[str]] = {}
         if payloads:
             raw = b"[" + b",".join(payloads) + b"]"
             limits = Limits(max_record_bytes=len(raw) + 1, lateness=self.limits.lateness,
-                            future_tolerance=self.limits.future_tolerance)
+                            future_tolerance=self.limits.future_tolerance, ids=self.limits.ids)
             outcome = validate_record(raw, self.plans, now, limits)
             for rejection in outcome.rejected:
                 assert rejection.index is not None

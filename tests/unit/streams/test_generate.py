@@ -13,11 +13,13 @@ import streams.generate as generate_module
 from streams.envelope import ValidEvent
 from streams.generate import GenOptions, generate
 from streams.plan import load_plans
+from streams.privacy import Pseudonymizer
 from streams.validate import Limits, validate_record
+from tests.conftest import TEST_USER_ID_SECRET
 
 PLANS = load_plans()
 END = datetime(2026, 3, 10, 18, 30, tzinfo=UTC)
-LIMITS = Limits(lateness=timedelta(days=30))
+LIMITS = Limits(lateness=timedelta(days=30), ids=Pseudonymizer(TEST_USER_ID_SECRET))
 
 
 def frozen_clock(at: datetime) -> type[datetime]:

@@ -12,7 +12,9 @@ import pytest
 
 from streams.envelope import MAX_BATCH, id_hash
 from streams.plan import Plan, load_plan, load_plans
+from streams.privacy import Pseudonymizer
 from streams.validate import Limits, Outcome, validate_record
+from tests.conftest import TEST_USER_ID_SECRET
 
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
 DROP = object()  # marks an envelope field to leave out
@@ -183,8 +185,12 @@ START = {"source": "organic", "is_new_user": True}
 LATE_NOW = datetime(2026, 3, 11, 12, 0, tzinfo=UTC)
 
 
+# vkusvill_bot's ids arrive raw (Telegram ids): validation needs the pseudonymizer.
+PSEUDONYMS = Limits(ids=Pseudonymizer(TEST_USER_ID_SECRET))
+
+
 def only_valid(raw: bytes, now: datetime = LATE_NOW) -> Any:
-    out: Outcome = validate_record(raw, BUNDLED, now)
+    out: Outcome = validate_record(raw, BUNDLED, now, PSEUDONYMS)
     assert out.rejected == []
     [valid] = out.valid
     return valid
