@@ -157,6 +157,8 @@ def test_amplitude_api(gw: Gateway, events: list[Any], min_length: int) -> None:
 @example(body=b"data=" + b"%FF%FE", content_type="application/x-www-form-urlencoded",
          compression="")
 @example(body=gzip.compress(b"1")[:-4], content_type="", compression="gzip")
+@example(body=b"&".join([b"batch=x"] * 25), content_type="application/x-www-form-urlencoded",
+         compression="")  # over parse_qs' field limit: was a ValueError (500)
 def test_posthog_bodies_decode_or_refuse(body: bytes, content_type: str,
                                          compression: str) -> None:
     query = {"compression": compression} if compression else {}
