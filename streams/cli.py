@@ -354,5 +354,164 @@ def gateway_hash_key(key: str) -> None:
     click.echo(hash_key(key))
 
 
+@main.group()
+def deadletters() -> None:
+    """Dead letters: counts by reason, safe previews, replay after a plan fix."""
+
+
+def deadletter_filters(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option("--since", default=None,
+                        help="written since: 30m, 12h, 7d, 2w or an ISO 8601 time")(func)
+    func = click.option("--reason", "reasons", multiple=True,
+                        help="reason code, e.g. unknown_event (repeatable)")(func)
+    return click.option("--app", "apps", multiple=True, help="app id (repeatable)")(func)
+
+
+def _deadletter_filter(apps: tuple[str, ...], reasons: tuple[str, ...],
+                       since: str | None) -> Any:
+    from streams.deadletters import Filter, parse_since
+
+    try:
+        when = parse_since(since, datetime.now(UTC)) if since else None
+    except PulseError as err:
+        raise click.BadParameter(str(err)) from None
+    return Filter(frozenset(apps), frozenset(reasons), when)
+
+
+@deadletters.command("list")
+@deadletter_filters
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@settings_options
+def deadletters_list(apps: tuple[str, ...], reasons: tuple[str, ...], since: str | None,
+                     fmt: str, **options: Any) -> None:
+    """Count dead letters by app and reason (and how many were replayed)."""
+    from rich.console import Console
+
+    from streams.connections import resolve
+    from streams.deadletters import Summary, read_deadletters, read_replayed, render_summary
+
+    settings = make_settings(options)
+    wanted = _deadletter_filter(apps, reasons, since)
+    try:
+        bootstrap = resolve(settings).kafka_bootstrap
+        replayed = read_replayed(bootstrap, settings.deadletter_topic)
+        summary = Summary()
+        for letter in read_deadletters(bootstrap, settings.deadletter_topic):
+            if wanted.matches(letter):
+                summary.add(letter, letter.ref in replayed)
+    except PulseError as err:
+        _fail(err)
+        return
+    if fmt == "json":
+        click.echo(orjson.dumps({"groups": summary.rows(),
+                                 "total": sum(summary.counts.values()),
+                                 "replayed": sum(summary.replayed.values())}).decode())
+    else:
+        render_summary(summary, Console())
+
+
+@deadletters.command("show")
+@deadletter_filters
+@click.option("--limit", default=20, show_default=True, help="most dead letters shown")
+@click.option("--raw", is_flag=True,
+              help="also print each payload as sent: it may hold message text or personal "
+                   "data, so only when the preview is not enough")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text",
+              help="json: one object per line")
+@settings_options
+def deadletters_show(apps: tuple[str, ...], reasons: tuple[str, ...], since: str | None,
+                     limit: int, raw: bool, fmt: str, **options: Any) -> None:
+    """Print dead letters: place, reasons, source and a preview without any free text."""
+    from rich.console import Console
+
+    from streams.connections import resolve
+    from streams.deadletters import describe, read_deadletters, render_letter
+
+    settings = make_settings(options)
+    wanted = _deadletter_filter(apps, reasons, since)
+    console = Console()
+    if raw:
+        click.echo("warning: --raw prints payloads as sent; they may hold message text or "
+                   "personal data (seed 000 §7): do not copy them elsewhere", err=True)
+    shown = 0
+    try:
+        bootstrap = resolve(settings).kafka_bootstrap
+        for letter in read_deadletters(bootstrap, settings.deadletter_topic):
+            if shown >= limit:
+                break
+            if not wanted.matches(letter):
+                continue
+            item = describe(letter, raw)
+            if fmt == "json":
+                click.echo(orjson.dumps(item).decode())
+            else:
+                render_letter(item, console)
+            shown += 1
+    except PulseError as err:
+        _fail(err)
+
+
+@deadletters.command("replay")
+@deadletter_filters
+@click.option("--dry-run", is_flag=True, help="count what would be replayed, send nothing")
+@click.option("--historical", is_flag=True,
+              help="mark each replayed event historical, for events now older than "
+                   "PULSE_LATENESS_DAYS")
+@click.option("--include-replayed", is_flag=True,
+              help="send again what was replayed before (the worker drops duplicates within "
+                   "PULSE_DEDUPE_DAYS)")
+@click.option("--format", "fmt", type=click.Choice(["text", "json"]), default="text")
+@settings_options
+def deadletters_replay(apps: tuple[str, ...], reasons: tuple[str, ...], since: str | None,
+                       dry_run: bool, historical: bool, include_replayed: bool, fmt: str,
+                       **options: Any) -> None:
+    """Re-publish dead letters that the current plans accept to the ingest topic, once each."""
+    import asyncio
+
+    from streams.connections import resolve
+    from streams.deadletters import (
+        ReplayResult,
+        plan_replay,
+        read_deadletters,
+        read_replayed,
+        send_replay,
+    )
+    from streams.plan import load_plans
+    from streams.topics import create_topics
+    from streams.validate import Limits
+
+    settings = make_settings(options)
+    wanted = _deadletter_filter(apps, reasons, since)
+    limits = Limits(max_record_bytes=settings.max_record_bytes,
+                    lateness=timedelta(days=settings.lateness_days),
+                    future_tolerance=timedelta(seconds=settings.future_tolerance_seconds))
+    try:
+        plans_loaded = load_plans(directory=settings.plans_dir)
+        bootstrap = resolve(settings).kafka_bootstrap
+        replayed = read_replayed(bootstrap, settings.deadletter_topic)
+        letters = [letter for letter in read_deadletters(bootstrap, settings.deadletter_topic)
+                   if wanted.matches(letter)]
+        plan = plan_replay(letters, replayed, plans_loaded, datetime.now(UTC), limits,
+                           historical=historical, include_replayed=include_replayed)
+        result = ReplayResult(matched=len(letters), skipped=dict(sorted(plan.skipped.items())))
+        if dry_run:
+            result.skipped["dry_run"] = len(plan.send)
+        elif plan.send:
+            asyncio.run(create_topics(bootstrap, settings))
+            result.published, result.failed = send_replay(
+                bootstrap, settings.ingest_topic, settings.deadletter_topic, plan)
+    except PulseError as err:
+        _fail(err)
+        return
+    if fmt == "json":
+        click.echo(orjson.dumps(result.as_dict()).decode())
+    else:
+        skipped = ", ".join(f"{k} {v}" for k, v in result.skipped.items()) or "none"
+        click.echo(f"matched {result.matched}, published {result.published}, failed "
+                   f"{result.failed}; skipped: {skipped}")
+    if result.failed:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -33,6 +33,11 @@ def changelog_topic(settings: Settings, table: str) -> str:
     return f"{settings.app_id}-{table}-changelog"
 
 
+def replayed_topic(deadletter_topic: str) -> str:
+    """The topic of `pulse deadletters replay`'s markers for a dead-letter topic."""
+    return f"{deadletter_topic}.replayed"
+
+
 def topic_specs(settings: Settings) -> list[TopicSpec]:
     n = settings.partitions
     return [
@@ -57,6 +62,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(settings.triggers_topic, n,
                   {"retention.ms": str(4 * WEEK_MS), "cleanup.policy": "delete"},
                   "re-engagement triggers (JSON) for the bots, keyed by (app, user)"),
+        TopicSpec(replayed_topic(settings.deadletter_topic), n,
+                  {"retention.ms": str(4 * WEEK_MS), "cleanup.policy": "delete"},
+                  "replay markers of `pulse deadletters replay`, keyed partition:offset of the "
+                  "dead letter (kept as long as the dead letters)"),
         TopicSpec(changelog_topic(settings, "users"), n,
                   {"cleanup.policy": "compact", "retention.ms": "-1"},
                   "per-user state changelog (Faust table `users`)"),

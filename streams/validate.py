@@ -20,6 +20,7 @@ from streams.plan import Plan, PropertySpec
 from streams.privacy import Pseudonymizer, is_pseudonym, looks_raw
 
 EPOCH_ORDINAL = date(1970, 1, 1).toordinal()
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)  # no event is older; see parse_timestamp
 MAX_DEPTH = 8
 MAX_ID_LENGTH = 128
 _ENVELOPE = frozenset(
@@ -81,6 +82,10 @@ def parse_timestamp(value: Any) -> datetime | str:
         return f"bad_timestamp: {value[:40]!r} is not ISO 8601"
     if ts.tzinfo is None or ts.utcoffset() is None:
         return f"bad_timestamp: {value[:40]!r} has no UTC offset (add Z or +03:00)"
+    if ts < EARLIEST:
+        # Day numbers count from 1970; and near year 1 converting to the plan's time zone
+        # overflows (OverflowError), raised out of the ingest agent for a historical event.
+        return f"bad_timestamp: {value[:40]!r} is before 1970-01-01"
     return ts
 
 
