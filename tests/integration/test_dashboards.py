@@ -205,3 +205,8 @@ def test_every_panel_of_every_dashboard_returns_data(
                               {"query": "count by (topic) (pulse_consumer_lag_records)"})
     counts = {r["metric"]["topic"]: int(r["value"][1]) for r in reply["data"]["result"]}
     assert counts == {pulse.env["PULSE_INGEST_TOPIC"]: 4, pulse.env["PULSE_EVENTS_TOPIC"]: 4}
+    # Once everything is consumed and committed, the lag drains to exactly 0.
+    worker = pulse.workers[0]
+    wait_for(lambda: worker.total("pulse_consumer_lag_records") == 0, 30,
+             "the consumer lag to drain to 0")
+    assert worker.total("pulse_session_duration_seconds_count", app="emotional_balance") > 0
