@@ -419,8 +419,8 @@ def retention() -> dict[str, Any]:
                          GROUP BY segment ORDER BY users DESC"""), w=8),
             barchart("Churn-risk score distribution", "Users per risk-score band (0–100, "
                      "seed 001 formula).",
-                     sql("""SELECT lpad(((risk_score / 10) * 10)::text, 3, '0') || '–'
-                              || ((risk_score / 10) * 10 + 9) AS "score", count(*) AS users
+                     sql("""SELECT ((risk_score / 10) * 10) || '–' || ((risk_score / 10) * 10 + 9)
+                              AS "score", count(*) AS users
                             FROM user_profiles WHERE app = '$app'
                             GROUP BY risk_score / 10 ORDER BY risk_score / 10"""),
                      w=12, x_field="score"),
@@ -432,9 +432,9 @@ def retention() -> dict[str, Any]:
                               WHEN days_inactive < 1 THEN '0' WHEN days_inactive < 3 THEN '1–2'
                               WHEN days_inactive < 7 THEN '3–6' WHEN days_inactive < 30
                               THEN '7–29' ELSE '30+' END AS "days inactive",
-                            count(*) AS users, min(coalesce(days_inactive, -1)) AS o
+                            count(*) AS users
                             FROM user_profiles WHERE app = '$app'
-                            GROUP BY 1 ORDER BY o"""),
+                            GROUP BY 1 ORDER BY min(coalesce(days_inactive, -1))"""),
                      w=12, x_field="days inactive"),
         ])
 
