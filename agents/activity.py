@@ -26,6 +26,7 @@ from streams.topics import changelog_topic
 from streams.validate import utc_now
 from tables.activity import UserState, apply, decode_state, encode_state
 from tables.aggregates import DayAggregates
+from tables.sessions import closed_length, newest_session
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -69,8 +70,12 @@ def register(p: Pipeline) -> None:
             changed = profiled = False
             for event in user_events:
                 try:
+                    newest = newest_session(state)
                     change = apply(state, event, p.state_configs[event.app])
                     if not change.duplicate:
+                        ended = closed_length(newest, state)
+                        if ended is not None:
+                            metrics.session_duration.labels(event.app).observe(ended)
                         if event.props is not None:
                             desk.on_event(key, part, state, event, now)
                         streaks.on_event(state, event)

@@ -41,6 +41,11 @@ class BatchingSink(ABC, Generic[K]):
         self._wake = asyncio.Event()
         self._retry_delay = 0.0
         self.last_error: str | None = None
+        # Every sink's series exist from the start (at 0), so the dashboards' rate() and
+        # increase() over rows and errors answer before the first write or failure.
+        metrics.sink_rows.labels(self.name)
+        metrics.sink_errors.labels(self.name)
+        metrics.sink_pending.labels(self.name)
 
     def put(self, key: K, row: Any) -> None:
         self.pending[key] = row

@@ -6,7 +6,7 @@ id (DESIGN decision 5). Buckets are explicit and in the unit observed.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
 
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 604800)
 # Around the 60 s crisis SLA (seed 000): fine below it, coarse above.
@@ -15,6 +15,8 @@ FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5
 # HTTP gateway request latency: the target is p99 ≤ 50 ms.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5,
                    5, 10)
+# Session length (seed 000 targets 8–15 min; seed 004 closes a session after a 30 min gap).
+SESSION_BUCKETS = (0, 30, 60, 120, 300, 480, 900, 1800, 3600, 7200, 14400)
 
 
 class Metrics:
@@ -146,3 +148,15 @@ class Metrics:
         self.gateway_broker_ready = Gauge(
             "pulse_gateway_broker_ready", "1 while the broker answers metadata requests",
             registry=r)
+
+        # ---- dashboards (deploy/grafana/dashboards) ------------------------------------------
+        self.consumer_lag = Gauge(
+            "pulse_consumer_lag_records", "Records of an owned input partition not yet "
+            "committed by this worker's consumer group (log end offset − committed offset)",
+            ["topic", "partition"], registry=r)
+        self.session_duration = Histogram(
+            "pulse_session_duration_seconds", "Length (last − first event) of sessions closed "
+            "by the user's next session, in arrival order", ["app"], buckets=SESSION_BUCKETS,
+            registry=r)
+        # process_* (CPU, resident memory, open fds, start time) for the worker-health panels.
+        ProcessCollector(registry=r)

@@ -159,4 +159,7 @@ def build_worker(settings: Settings, connections: Connections,
 
     ingest.register(pipeline)
     activity.register(pipeline)
+    from agents import lag
+
+    lag.register(pipeline)
     return pipeline

@@ -8,20 +8,25 @@ parses and type-checks answers "success" on an empty database). No Docker, no Gr
 from __future__ import annotations
 
 import json
-import re
-import shutil
-import socket
 import subprocess
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.integration.prometheus_process import (
+    GRAFANA_MACROS,
+    expressions,
+    http_json,
+    panels,
+    render,
+    running_prometheus,
+    tool,
+)
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -35,23 +40,7 @@ ALERTS = ("CrisisSlaBreaches", "CrisisOpenTooLong", "CrisisResponseP95OverSla",
           "PulsePipelineStalled")
 
 # Grafana's macros and the dashboard's variables, as Grafana would expand them.
-TEMPLATE_VALUES = {
-    "app": ".*",
-    "__rate_interval": "1m",
-    "__interval": "1m",
-    "__interval_ms": "60000",
-    "__range": "1h",
-    "__range_s": "3600",
-    "__range_ms": "3600000",
-}
-
-
-def tool(name: str) -> str:
-    path = shutil.which(name) or shutil.which(name, path="/usr/bin:/usr/sbin")
-    if path is None:
-        pytest.fail(f"`{name}` not found: run `make system-deps` or "
-                    "`apt-get install prometheus prometheus-alertmanager`")
-    return path
+TEMPLATE_VALUES = {"app": ".*", **GRAFANA_MACROS}
 
 
 def run(*args: str) -> str:
@@ -158,32 +147,6 @@ def dashboard() -> dict[str, Any]:
     return json.loads(DASHBOARD.read_text())
 
 
-def panels(items: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
-    for panel in items:
-        yield panel
-        yield from panels(panel.get("panels", []))
-
-
-def expressions(board: dict[str, Any]) -> list[tuple[str, str]]:
-    """(where, expr) of every panel target and annotation query."""
-    found = [(f"panel {p['title']!r} target {t.get('refId')}", t["expr"])
-             for p in panels(board["panels"]) for t in p.get("targets", [])]
-    found += [(f"annotation {a['name']!r}", a["expr"])
-              for a in board["annotations"]["list"] if "expr" in a]
-    return found
-
-
-def render(expr: str) -> str:
-    """Expand $var, ${var} and ${var:format} as Grafana would for the test values."""
-
-    def value(match: re.Match[str]) -> str:
-        name = match.group(1) or match.group(2)
-        assert name in TEMPLATE_VALUES, f"unknown template variable ${name} in {expr!r}"
-        return TEMPLATE_VALUES[name]
-
-    return re.sub(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)", value, expr)
-
-
 def test_dashboard_structure() -> None:
     board = dashboard()
     assert board["uid"] == "pulse-safety"
@@ -214,65 +177,18 @@ def test_dashboard_structure() -> None:
     assert len(expressions(board)) >= 11
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def http_json(url: str, data: dict[str, str] | None = None) -> tuple[int, Any]:
-    body = urllib.parse.urlencode(data).encode() if data is not None else None
-    try:
-        with urllib.request.urlopen(url, data=body, timeout=10) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:  # 400/422 carry Prometheus' JSON error
-        return error.code, json.loads(error.read() or b"{}")
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus with no scrape jobs, evaluating the safety rules every second."""
-    binary = tool("prometheus")
-    tmp = tmp_path_factory.mktemp("prometheus")
-    config = tmp / "prometheus.yml"
-    config.write_text(yaml.safe_dump({"global": {"evaluation_interval": "1s"},
-                                      "rule_files": [str(RULES)]}))
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    log = tmp / "prometheus.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [binary, f"--config.file={config}", f"--storage.tsdb.path={tmp / 'data'}",
-             f"--web.listen-address=127.0.0.1:{port}"],
-            stdout=out, stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"prometheus exited {proc.returncode}:\n{log.read_text()[-3000:]}")
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=2) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"prometheus not ready after 60 s:\n{log.read_text()[-3000:]}")
-            time.sleep(0.2)
+    config = {"global": {"evaluation_interval": "1s"}, "rule_files": [str(RULES)]}
+    with running_prometheus(tmp_path_factory.mktemp("prometheus"), config) as url:
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 def test_every_dashboard_query_runs_on_real_prometheus(prometheus: str) -> None:
     failures = []
     for where, expr in expressions(dashboard()):
-        query = render(expr)
+        query = render(expr, TEMPLATE_VALUES)
         assert "$" not in query, f"{where}: unexpanded variable in {query!r}"
         status, reply = http_json(f"{prometheus}/api/v1/query",
                                   {"query": query, "time": f"{time.time():.3f}"})
