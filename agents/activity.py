@@ -148,7 +148,23 @@ def register(p: Pipeline) -> None:
     @p.app.agent(p.events_topic, name="pulse.agents.activity")
     async def activity(stream):
         async for record in stream.events():
-            await process(record.message.partition, decode_batch(record.value))
+            message = record.message
+            try:
+                events = decode_batch(record.value)
+            except Exception as err:  # e.g. a format change during a rolling upgrade
+                log.error("undecodable batch at %s[%d]@%d: %s", message.topic,
+                          message.partition, message.offset, err)
+                metrics.events_rejected.labels("unknown", "undecodable_batch").inc()
+                p.deadletter_topic.send_soon(
+                    value=record.value,
+                    headers=[("pulse.reason", b"undecodable_batch"),
+                             ("pulse.reasons", orjson.dumps(
+                                 [f"undecodable_batch: {type(err).__name__}: {err}"[:300]])),
+                             ("pulse.source.topic", message.topic.encode()),
+                             ("pulse.source.partition", str(message.partition).encode()),
+                             ("pulse.source.offset", str(message.offset).encode())])
+                continue
+            await process(message.partition, events)
 
     async def complete_recovery(owned: set[int]) -> int:
         """Apply changelog records Faust's recovery stopped short of (see streams.changelog)."""

@@ -26,7 +26,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
 from streams.envelope import ValidEvent, encode_batch, user_key
-from streams.validate import Rejection, utc_now, validate_record
+from streams.validate import Outcome, Rejection, utc_now, validate_record
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -76,8 +76,14 @@ def route(p: Pipeline, records: Iterable[ConsumerRecord]) -> Routed:
     partitions = p.settings.partitions
     out = Routed()
     for record in records:
-        outcome = validate_record(record.value or b"", p.plans, now, p.limits,
-                                  record.partition, record.offset)
+        try:
+            outcome = validate_record(record.value or b"", p.plans, now, p.limits,
+                                      record.partition, record.offset)
+        except Exception as err:  # a validator bug must cost one record, not the partition
+            log.exception("validation failed for %s[%d]@%d", record.topic, record.partition,
+                          record.offset)
+            reason = f"validator_error: {type(err).__name__}: {err}"[:300]
+            outcome = Outcome(rejected=[Rejection([reason], record.value or b"")])
         out.consumed += len(outcome.valid) + len(outcome.rejected)
         for event in outcome.valid:
             out.by_partition[partition_for(user_key(event.app, event.user_id),
@@ -99,6 +105,8 @@ class IngestLoop:
             # The embedded broker settles groups slowly; tests and deploys restart workers.
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=20_000, max_poll_interval_ms=300_000)
+        self.committed: dict[TopicPartition, int] = {}
+        self.reported: set[tuple[str, str]] = set()
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
                                          max_batch_size=1024 * 1024,
                                          max_request_size=4 * 1024 * 1024)
@@ -136,19 +144,34 @@ class IngestLoop:
                                            record.offset)))
         # Commit only what the broker holds: a crash before this line replays these records.
         await asyncio.gather(*sends)
-        await self.consumer.commit({tp: records[-1].offset + 1 for tp, records in batches.items()})
+        offsets = {tp: records[-1].offset + 1 for tp, records in batches.items()}
+        await self.consumer.commit(offsets)
+        self.committed.update(offsets)
         metrics.events_consumed.inc(routed.consumed)
         for (app, code), count in rejected_by.items():
             metrics.events_rejected.labels(app, code).inc(count)
 
     async def report_lag(self) -> None:
-        """Records published but not yet read, over this worker's ingest partitions."""
-        lag = 0
+        """Kafka's consumer lag of this worker's ingest partitions (log end − committed), in
+        the gauge the Faust consumer's partitions use too (agents.lag)."""
+        total = 0
+        reported: set[tuple[str, str]] = set()
         for tp in self.consumer.assignment():
-            high = self.consumer.highwater(tp)  # from the last fetch: no round trip
-            if high is not None:
-                lag += max(0, high - await self.consumer.position(tp))
-        self.p.metrics.ingest_lag.set(lag)
+            end = self.consumer.highwater(tp)  # from the last fetch: no broker round trip
+            if end is None:
+                continue
+            base = self.committed.get(tp)
+            if base is None:
+                base = await self.consumer.position(tp)  # nothing committed yet: from here
+            lag = max(0, end - base)
+            total += lag
+            labels = (tp.topic, str(tp.partition))
+            self.p.metrics.consumer_lag.labels(*labels).set(lag)
+            reported.add(labels)
+        for gone in self.reported - reported:  # moved to another worker: its owner reports
+            self.p.metrics.consumer_lag.remove(*gone)
+        self.reported = reported
+        self.p.metrics.ingest_lag.set(total)
 
 
 def register(p: Pipeline) -> None:

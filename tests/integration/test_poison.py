@@ -111,3 +111,24 @@ def test_year_one_timestamp_is_dead_lettered_and_the_partition_flows(
     letters = pulse_env.deadletters(2)
     assert sorted(headers_of(r).get("pulse.source.index", b"-") for r in letters) == [b"-", b"0"]
     assert all(headers_of(r)["pulse.reason"] == b"bad_timestamp" for r in letters)
+
+
+def test_an_undecodable_events_batch_is_dead_lettered_and_the_partition_flows(
+        pulse_env: PulseEnv) -> None:
+    """Bytes on the events topic that are no batch (a format change in a rolling upgrade)."""
+    now = datetime.now(UTC) - timedelta(minutes=5)
+    user = "garbage-user"
+    part = partition_for(user_key(APP, user), 4)
+    garbage = b"\xc1 not msgpack"
+    pulse_env.cli("topics", "create")
+    worker = pulse_env.worker().ready()
+    produce(pulse_env.addresses.kafka_bootstrap, pulse_env.env["PULSE_EVENTS_TOPIC"],
+            [(encode_batch([valid_event(user, 1, now)]), part), (garbage, part),
+             (encode_batch([valid_event(user, 2, now + timedelta(seconds=1))]), part)])
+    wait_for(lambda: worker.total("pulse_events_valid_total", app=APP) == 2, 60,
+             "the batches around the garbage to be applied")
+    assert worker.total("pulse_events_rejected_total", reason="undecodable_batch") == 1
+    [letter] = pulse_env.deadletters(1)
+    headers = headers_of(letter)
+    assert (letter.value, headers["pulse.reason"]) == (garbage, b"undecodable_batch")
+    assert headers["pulse.source.partition"] == str(part).encode()
