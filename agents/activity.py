@@ -12,20 +12,23 @@ import logging
 import traceback
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from agents.forget import Forgetter
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
 from agents.triggers import TriggerKeeper
 from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
+from streams.plan import FORGET_EVENT
 from streams.topics import changelog_topic
 from streams.validate import utc_now
 from tables.activity import UserState, apply, decode_state, encode_state
 from tables.aggregates import DayAggregates
+from tables.residuals import decode_residual, split_residual_key
 from tables.sessions import closed_length, newest_session
 
 if TYPE_CHECKING:
@@ -43,6 +46,8 @@ def register(p: Pipeline) -> None:
     streaks = StreakKeeper(p)
     profiles = ProfileKeeper(p)
     triggers = TriggerKeeper(p)
+    forgetter = Forgetter(p, profiles, triggers)
+    residual_changelog = changelog_topic(p.settings, "residuals")
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -58,17 +63,25 @@ def register(p: Pipeline) -> None:
         by_user: dict[bytes, list[ValidEvent]] = defaultdict(list)
         for event in events:
             by_user[user_key(event.app, event.user_id)].append(event)
-        written: list[tuple[bytes, bytes]] = []
+        written: list[tuple[bytes, bytes | None]] = []
         # Counted per batch, not per event: a labelled child lookup costs more than the event.
         valid: Counter[tuple[str, str]] = Counter()
         duplicates: Counter[str] = Counter()
         beyond_history: Counter[str] = Counter()
         beyond_dedupe: Counter[str] = Counter()
+        residuals: list[tuple[bytes, bytes]] = []
         for key, user_events in by_user.items():
             raw = p.users.get(key)
             state = decode_state(raw) if raw else UserState()
-            changed = profiled = False
+            changed = profiled = forgotten = False
             for event in user_events:
+                if event.event == FORGET_EVENT:
+                    # Right to delete: what came before goes; what comes after starts afresh.
+                    residuals.append(forgetter.forget(event.app, event.user_id, part, state,
+                                                      now, "deleted"))
+                    state, changed, profiled, forgotten = UserState(), False, False, True
+                    valid[(event.app, event.event)] += 1
+                    continue
                 try:
                     newest = newest_session(state)
                     change = apply(state, event, p.state_configs[event.app])
@@ -115,11 +128,16 @@ def register(p: Pipeline) -> None:
                 value = encode_state(state)
                 p.users.data[key] = value
                 written.append((key, value))
+            elif forgotten:
+                p.users.data.pop(key, None)
+                written.append((key, None))  # the changelog tombstone
         # One changelog record per changed user, straight to the producer in the table's own
         # format (raw bytes), instead of a table assignment per key (~330 µs each, DESIGN 4).
         # Faust flushes the producer before it commits the input offsets: at least once.
-        for key, value in written:
-            await producer.send(changelog, key, value, part, None, None)
+        for rkey, rvalue in residuals:
+            await producer.send(residual_changelog, rkey, rvalue, part, None, None)
+        for key, update in written:
+            await producer.send(changelog, key, update, part, None, None)
         for (app, name), count in valid.items():
             metrics.events_valid.labels(app, name).inc(count)
         for counter, counts in ((metrics.events_duplicate, duplicates),
@@ -166,11 +184,11 @@ def register(p: Pipeline) -> None:
                 continue
             await process(message.partition, events)
 
-    async def complete_recovery(owned: set[int]) -> int:
+    async def complete_recovery(owned: set[int], table: Any, name: str) -> int:
         """Apply changelog records Faust's recovery stopped short of (see streams.changelog)."""
         latest = await read_latest(p.connections.kafka_bootstrap,
-                                   changelog_topic(p.settings, "users"), owned)
-        store = p.users.data
+                                   changelog_topic(p.settings, name), owned)
+        store = table.data
         repaired = 0
         for key, value in latest.items():
             if value is None:
@@ -189,7 +207,8 @@ def register(p: Pipeline) -> None:
         """Aggregates are derived from user state: rebuild them for the partitions now owned,
         and forget rows of partitions that moved to another worker."""
         owned = p.owned_partitions()
-        repaired = await complete_recovery(owned)
+        repaired = await complete_recovery(owned, p.users, "users")
+        repaired += await complete_recovery(owned, p.residuals, "residuals")
         buckets: dict[int, list[tuple[str, UserState]]] = {part: [] for part in owned}
         crisis_states: list[tuple[bytes, int, str, UserState]] = []
         for key, raw in p.users.items():
@@ -203,6 +222,12 @@ def register(p: Pipeline) -> None:
         p.aggregates.clear()
         for part, users in buckets.items():
             aggregates_for(part).rebuild(users, p.settings.history_days, p.state_configs)
+        for rkey, raw in p.residuals.data.items():
+            app, part = split_residual_key(rkey)
+            if part in owned and raw:  # forgotten users keep their share of the aggregates
+                residual = decode_residual(raw)
+                aggregates_for(part).add(app, residual.day_deltas())
+                aggregates_for(part).add_counters(app, residual.counter_deltas())
         desk.rebuild(crisis_states)
         # Profiles age while a worker is away: bring them (and the gauges) up to now.
         profiles.sweep(utc_now().timestamp(), owned,
@@ -249,6 +274,37 @@ def register(p: Pipeline) -> None:
         """Inactivity, 20:00 local and expiry happen with no event: evaluate everyone."""
         triggers.sweep(p.owned_partitions(), lambda key: partition_for(key, p.settings.partitions))
 
+    @p.app.timer(p.settings.lifecycle_sweep_seconds)
+    async def lifecycle_sweep() -> None:
+        """Data lifecycle: forget users inactive past the state TTL; drop old audit rows."""
+        now = utc_now().timestamp()
+        owned = p.owned_partitions()
+        expired = forgetter.expired(owned, lambda key: partition_for(key, p.settings.partitions),
+                                    now)
+        writes: list[tuple[int, bytes, bytes | None]] = []
+        for key, part, app, user_id, state in expired:
+            writes.append((part, *forgetter.forget(app, user_id, part, state, now, "expired")))
+            p.users.data.pop(key, None)
+            writes.append((part, key, None))
+        for part, key, value in writes:
+            topic = residual_changelog if value is not None else changelog
+            await producer.send(topic, key, value, part, None, None)
+        if expired:
+            log.info("forgot %d users inactive for %d days", len(expired),
+                     p.settings.user_state_ttl_days)
+        await purge_crisis_audit()
+
+    async def purge_crisis_audit() -> None:
+        try:
+            async with p.pool.connection() as conn:
+                cur = await conn.execute(
+                    "DELETE FROM crisis_incidents WHERE status <> 'open' AND "
+                    "coalesce(closed_at, detected_at) < now() - make_interval(days => %s)",
+                    (p.settings.crisis_audit_days,))
+                metrics.crisis_audit_purged.inc(cur.rowcount)
+        except Exception as err:  # PostgreSQL down: the next sweep tries again
+            log.warning("crisis audit retention: %s", err)
+
     @p.app.timer(0.1)
     async def safety_timer() -> None:
         """Sub-second SLA checks, in processing time."""
@@ -261,6 +317,8 @@ def register(p: Pipeline) -> None:
                  p.funnel_sink.run(), p.profile_sink.run()]
         if p.trigger_sink is not None:
             sinks.append(p.trigger_sink.run())
+        if p.forget_sink is not None:
+            sinks.append(p.forget_sink.run())
         if p.redis_profiles is not None:
             sinks.append(p.redis_profiles.run())
         if p.alertmanager is not None:

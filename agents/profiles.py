@@ -80,6 +80,13 @@ class ProfileKeeper:
             self.current[(app, user_id)] = now_is
         return profile
 
+    def forget(self, app: str, user_id: str) -> None:
+        """The user is gone: they leave the segment and churn-level gauges."""
+        was = self.current.pop((app, user_id), None)
+        if was is not None:
+            self.p.metrics.users_by_segment.labels(app, was[0]).dec()
+            self.p.metrics.users_by_churn_risk.labels(app, was[1]).dec()
+
     def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
         """Re-evaluate every profile of this worker's partitions at `now`; refresh gauges."""
         if not self.apps:

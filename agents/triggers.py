@@ -128,6 +128,13 @@ class TriggerKeeper:
         for kind in fx.capped:
             m.triggers_capped.labels(app, kind).inc()
 
+    def forget(self, app: str, state: UserState) -> None:
+        """The user is gone (their user_triggers rows are deleted): pending ones no longer
+        count."""
+        if app in self.apps:
+            for kind in pending_types(state.triggers):
+                self.p.metrics.triggers_pending.labels(app, kind).dec()
+
     def sweep(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
         """Evaluate every user of this worker's partitions at the clock's now; write the states
         that changed (store and changelog of the user's partition); recount the pending gauge.

@@ -45,6 +45,13 @@ class Metrics:
         self.ingest_lag = Gauge(
             "pulse_ingest_lag_records", "Ingest records published but not yet read by this "
             "worker (its ingest partitions; sum over workers)", registry=r)
+        self.users_forgotten = Counter(
+            "pulse_users_forgotten", "Users whose state and rows were removed: deleted on "
+            "request (user_deleted) or expired after the state TTL", ["app", "reason"],
+            registry=r)
+        self.crisis_audit_purged = Counter(
+            "pulse_crisis_audit_purged", "Closed crisis-incident audit rows deleted after the "
+            "retention period", registry=r)
         self.active_users = Gauge(
             "pulse_active_users", "Active users on the current local day of the app "
             "(this worker's partitions; sum over workers)", ["app", "window"], registry=r)

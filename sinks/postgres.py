@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Hashable
 from datetime import date
 from pathlib import Path
@@ -220,11 +221,13 @@ class RowUpsertSink(BatchingSink[Hashable]):
     streaks, funnel progress, profiles."""
 
     def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, name: str, statement: str,
-                 **kwargs: Any) -> None:
+                 user_columns: tuple[int, int] = (0, 1), **kwargs: Any) -> None:
         self.name = name
         super().__init__(metrics, **kwargs)
         self.pool = pool
         self.statement = statement
+        # Where a row holds its app and user id: forgetting a user drops their pending rows.
+        self.user_columns = user_columns
 
     async def write_batch(self, rows: dict[Hashable, Any]) -> None:
         async with self.pool.connection() as conn, conn.cursor() as cur:
@@ -263,4 +266,47 @@ WHERE user_triggers.updated_at <= EXCLUDED.updated_at
 
 def user_trigger_sink(pool: AsyncConnectionPool, metrics: Metrics,
                       **kwargs: Any) -> RowUpsertSink:
-    return RowUpsertSink(pool, metrics, "postgres_user_triggers", _UPSERT_TRIGGER, **kwargs)
+    return RowUpsertSink(pool, metrics, "postgres_user_triggers", _UPSERT_TRIGGER,
+                         user_columns=(1, 2), **kwargs)
+
+
+# Per-user rows a forgotten user leaves: deleted. Crisis incidents stay, as the audit fact
+# that an incident existed (seed 000 §7), under an anonymous user hash.
+FORGET_TABLES = ("user_profiles", "user_triggers", "user_streaks", "user_funnels")
+FORGOTTEN_HASH = "forgotten"
+
+
+class ForgetSink(BatchingSink[tuple[str, str]]):
+    """Deletes forgotten users' rows, then once more after `recheck_seconds`: a row of theirs
+    that another sink was retrying while PostgreSQL was down may land after the first delete."""
+
+    name = "postgres_forget"
+
+    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, *,
+                 recheck_seconds: float, **kwargs: Any) -> None:
+        super().__init__(metrics, **kwargs)
+        self.pool = pool
+        self.recheck_seconds = recheck_seconds
+        self.rechecks: list[tuple[float, dict[tuple[str, str], Any]]] = []
+
+    async def drain(self) -> bool:
+        now = time.monotonic()  # the base flushes every flush_seconds: due rechecks join then
+        while self.rechecks and self.rechecks[0][0] <= now:
+            _, rows = self.rechecks.pop(0)
+            for key, row in rows.items():
+                self.pending.setdefault(key, (*row[:3], "recheck"))
+        return await super().drain()
+
+    async def write_batch(self, rows: dict[tuple[str, str], Any]) -> None:
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+            pairs = [(app, user) for app, user, *_ in rows.values()]
+            for table in FORGET_TABLES:
+                await cur.executemany(
+                    f"DELETE FROM {table} WHERE app = %s AND user_id = %s", pairs)
+            await cur.executemany(
+                "UPDATE crisis_incidents SET user_hash = %s, updated_at = now() "
+                "WHERE app = %s AND user_hash = %s",
+                [(FORGOTTEN_HASH, app, hashed) for app, _, hashed, *_ in rows.values()])
+        first = {key: row for key, row in rows.items() if len(row) == 3}
+        if first:
+            self.rechecks.append((time.monotonic() + self.recheck_seconds, first))

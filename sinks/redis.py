@@ -30,6 +30,9 @@ class RedisProfileSink(BatchingSink[tuple[str, str]]):
         async with self.client.pipeline(transaction=False) as pipe:
             for (app, user_id), fields in rows.items():
                 key = profile_key(app, user_id)
+                if fields is None:  # the user was forgotten
+                    pipe.delete(key)
+                    continue
                 # Every field is written every time (None as ""), so the hash is absolute.
                 pipe.hset(key, mapping={k: "" if v is None else str(v)
                                         for k, v in fields.items()})

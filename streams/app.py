@@ -20,6 +20,7 @@ from sinks.metrics import Metrics
 from sinks.postgres import (
     AppCounterSink,
     DailyMetricsSink,
+    ForgetSink,
     RowUpsertSink,
     crisis_incident_sink,
     user_funnel_sink,
@@ -73,6 +74,9 @@ class Pipeline:
     aggregates: dict[int, DayAggregates] = field(default_factory=dict)
     triggers_topic: Any = None  # re-engagement triggers for the bots (JSON)
     trigger_sink: RowUpsertSink | None = None  # user_triggers
+    # Forgotten users' anonymous share of the day aggregates: (app, partition) → Residual.
+    residuals: Any = None
+    forget_sink: ForgetSink | None = None
 
     def today(self, now: datetime) -> dict[str, int]:
         return {app: local_day(now, plan) for app, plan in self.plans.items()}
@@ -153,7 +157,13 @@ def build_worker(settings: Settings, connections: Connections,
                         funnel_sink, profile_sink, redis_profiles, alertmanager,
                         triggers_topic=app.topic(settings.triggers_topic,
                                                  partitions=settings.partitions),
-                        trigger_sink=user_trigger_sink(pool, metrics, **batching))
+                        trigger_sink=user_trigger_sink(pool, metrics, **batching),
+                        residuals=app.Table("residuals", default=None,
+                                            partitions=settings.partitions, key_type=bytes,
+                                            value_type=bytes),
+                        forget_sink=ForgetSink(
+                            pool, metrics, **batching,
+                            recheck_seconds=2 * settings.sink_max_retry_seconds))
 
     from agents import activity, ingest  # agents register on the app they are given
 

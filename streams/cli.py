@@ -77,6 +77,41 @@ def worker(loglevel: str, **options: Any) -> None:
 
 
 @main.command()
+@click.option("--app", "app_name", required=True, help="the app of the user")
+@click.option("--user", "user_id", required=True,
+              help="the user id as the app sends it (raw ids are pseudonymized as usual)")
+@settings_options
+def forget(app_name: str, user_id: str, **options: Any) -> None:
+    """Forget a user (right to delete): remove their state, profile, triggers, streaks and
+    funnel rows and their Redis profile; crisis audit rows stay with an anonymous user; day
+    aggregates keep their counts. Sends a user_deleted event, applied in order with the
+    user's other events."""
+    import uuid
+
+    from streams.connections import resolve
+    from streams.plan import FORGET_EVENT, load_plans
+    from streams.publish import Publisher
+
+    settings = make_settings(options)
+    if app_name not in load_plans(directory=settings.plans_dir):
+        _fail(PulseError(f"no tracking plan for app {app_name!r}"))
+    try:
+        conn = resolve(settings)
+    except PulseError as err:
+        _fail(err)
+        return
+    publisher = Publisher(conn.kafka_bootstrap, settings.ingest_topic)
+    event_id = f"forget-{uuid.uuid4()}"
+    publisher.send(orjson.dumps({
+        "event_id": event_id, "app": app_name, "event": FORGET_EVENT, "user_id": user_id,
+        "timestamp": datetime.now(UTC).isoformat()}))
+    publisher.flush(30)
+    if publisher.summary.sent != 1:
+        _fail(PulseError(f"the broker did not take the request: {publisher.summary.errors}"))
+    click.echo(f"queued {FORGET_EVENT} for a user of {app_name} (event {event_id})")
+
+
+@main.command()
 @click.argument("file", default="-", type=click.File("rb"))
 @click.option("--historical", is_flag=True,
               help="mark every event as a backfill (older than 7 days allowed)")

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from streams.plan import Plan, PropertySpec
+from streams.plan import CONTROL_GROUP, Plan, PropertySpec
 
 PROFILES = (("loyal", 0.25, 0.75), ("casual", 0.45, 0.35), ("churner", 0.30, 0.6))
 WEEKDAY_FACTOR = (1.0, 1.0, 1.0, 0.95, 0.9, 0.6, 0.55)  # Monday … Sunday
@@ -42,7 +42,9 @@ class EventFactory:
         self.user_events = sorted(n for n, e in plan.events.items() if e.actor == "user"
                                   and n not in (plan.registration.event, "session_start"))
         self.habits = sorted(plan.streak_types)
-        others = [n for n, e in plan.events.items() if e.actor != "user"]
+        # Not Pulse's control events: a generated user_deleted would forget the user.
+        others = [n for n, e in plan.events.items() if e.actor != "user"
+                  and e.group != CONTROL_GROUP]
         self.other_events = sorted(others)
         # Popularity: a few events dominate, as in real products (Zipf-like weights).
         self.weights = [1.0 / (i + 1) for i in range(len(self.user_events))]

@@ -75,6 +75,17 @@ class EventSpec(msgspec.Struct, forbid_unknown_fields=True):
     additional_properties: bool | None = None
 
 
+# Pulse's own control events, accepted in every plan (a plan may declare them itself).
+CONTROL_GROUP = "pulse_control"
+FORGET_EVENT = "user_deleted"
+CONTROL_EVENTS = {
+    FORGET_EVENT: EventSpec(
+        description="Forget this user (right to delete, seed 000 §7): state, profile and "
+        "per-user rows removed, day aggregates kept. `pulse forget` sends it.",
+        group=CONTROL_GROUP, actor="system", additional_properties=False),
+}
+
+
 class RegistrationSpec(msgspec.Struct, forbid_unknown_fields=True):
     """How a new user is recognised: a registration event (with optional property values),
     or, when `event` is null, the user's first activity."""
@@ -299,6 +310,9 @@ def load_plan(path: Path) -> Plan:
         props = _properties(raw.get("properties") or {}, loc, ("events", name, "properties"), file)
         event = _convert({**raw, "properties": {}}, EventSpec, loc, ("events", name), file)
         events[name] = msgspec.structs.replace(event, properties=props)
+
+    for name, control in CONTROL_EVENTS.items():
+        events.setdefault(name, control)
 
     forbidden = frozenset(spec.privacy.forbidden_properties)
     named: list[tuple[tuple[str, ...], str, str]] = [

@@ -48,6 +48,13 @@ class Settings(BaseSettings):
     # Per-user state.
     dedupe_days: int = Field(8, description="days of event ids kept per user for dedupe")
     history_days: int = Field(128, description="days of activity history kept per user")
+    user_state_ttl_days: int = Field(
+        365, ge=1, description="a user with no event for this long is forgotten: state, "
+        "profile and per-user rows removed, day aggregates kept (seed 004: 12 months)")
+    crisis_audit_days: int = Field(
+        90, ge=1, description="closed crisis-incident audit rows are kept this long (seed 000)")
+    lifecycle_sweep_seconds: float = Field(
+        3600.0, description="how often expired users and old audit rows are looked for")
 
     # Worker.
     metrics_port: int = Field(9464, description="Prometheus /metrics port (0 = any free port)")

@@ -69,6 +69,10 @@ def topic_specs(settings: Settings) -> list[TopicSpec]:
         TopicSpec(changelog_topic(settings, "users"), n,
                   {"cleanup.policy": "compact", "retention.ms": "-1"},
                   "per-user state changelog (Faust table `users`)"),
+        TopicSpec(changelog_topic(settings, "residuals"), n,
+                  {"cleanup.policy": "compact", "retention.ms": "-1"},
+                  "forgotten users' anonymous share of the day aggregates (Faust table "
+                  "`residuals`)"),
     ]
 
 

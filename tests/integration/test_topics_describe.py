@@ -38,7 +38,7 @@ def test_describe_shows_every_topic_as_created(pulse_env: PulseEnv) -> None:
     status, output = describe(env, "--format", "json")
     before = by_name(output)
     assert status == 1
-    assert len(before) == 9
+    assert len(before) == 10
     assert all(not t["exists"] and t["partitions"] is None for t in before.values())
     assert all(t["problems"] == ["missing: run `pulse topics create`"] for t in before.values())
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from streams.errors import PlanError
-from streams.plan import PLANS_DIR, load_plan, load_plans
+from streams.plan import CONTROL_GROUP, FORGET_EVENT, PLANS_DIR, load_plan, load_plans
 
 # A small valid plan; the line numbers in the comments are the ones the cases below refer to.
 BASE_LINES = [
@@ -119,7 +119,10 @@ def test_activity_null_means_every_user_event() -> None:
 ])
 def test_bundled_event_counts(app: str, count: int) -> None:
     # onepercent also has the two trigger feedback events of its Этап 2 API (group triggers).
-    events = [n for n, e in PLANS[app].events.items() if e.group != "triggers"]
+    # Every plan also has Pulse's control event user_deleted (group pulse_control).
+    events = [n for n, e in PLANS[app].events.items()
+              if e.group not in ("triggers", CONTROL_GROUP)]
+    assert PLANS[app].events[FORGET_EVENT].group == CONTROL_GROUP
     assert len(events) == count
 
 
