@@ -512,16 +512,19 @@ def deadletters_replay(apps: tuple[str, ...], reasons: tuple[str, ...], since: s
         send_replay,
     )
     from streams.plan import load_plans
+    from streams.privacy import pseudonymizer_for
     from streams.topics import create_topics
     from streams.validate import Limits
 
     settings = make_settings(options)
     wanted = _deadletter_filter(apps, reasons, since)
-    limits = Limits(max_record_bytes=settings.max_record_bytes,
-                    lateness=timedelta(days=settings.lateness_days),
-                    future_tolerance=timedelta(seconds=settings.future_tolerance_seconds))
     try:
         plans_loaded = load_plans(directory=settings.plans_dir)
+        # Validated as the worker will (raw ids of a raw-id plan are pseudonymized there).
+        limits = Limits(max_record_bytes=settings.max_record_bytes,
+                        lateness=timedelta(days=settings.lateness_days),
+                        future_tolerance=timedelta(seconds=settings.future_tolerance_seconds),
+                        ids=pseudonymizer_for(plans_loaded, settings.user_id_key()))
         bootstrap = resolve(settings).kafka_bootstrap
         replayed = read_replayed(bootstrap, settings.deadletter_topic)
         letters = [letter for letter in read_deadletters(bootstrap, settings.deadletter_topic)

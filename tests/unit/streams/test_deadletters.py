@@ -21,7 +21,9 @@ from streams.deadletters import (
 )
 from streams.errors import ConfigError
 from streams.plan import load_plans
+from streams.privacy import Pseudonymizer
 from streams.validate import Limits
+from tests.conftest import TEST_USER_ID_SECRET
 
 NOW = datetime.now(UTC).replace(microsecond=0)
 PLANS = load_plans()
@@ -116,3 +118,17 @@ def test_summary_table() -> None:
     out = io.StringIO()
     render_summary(summary, Console(file=out, width=100))
     assert "unknown_event" in out.getvalue() and "total" in out.getvalue()
+
+
+def test_dead_letters_of_a_raw_id_plan_replay_as_the_same_pseudonym() -> None:
+    ids = Pseudonymizer(TEST_USER_ID_SECRET)
+    pseudonym = ids("vkusvill_bot", "123456789")
+    stored = orjson.dumps({"event_id": "v1", "app": "vkusvill_bot", "event": "bot_start",
+                           "user_id": pseudonym, "timestamp": (NOW - timedelta(minutes=1))
+                           .isoformat(), "properties": {"source": "organic",
+                                                        "is_new_user": True}})
+    plan = plan_replay([letter(stored, app="vkusvill_bot")], set(), PLANS, NOW,
+                       Limits(ids=ids))
+    [item] = plan.send
+    assert item.key == b"vkusvill_bot\x1f" + pseudonym.encode()
+    assert item.value == stored
