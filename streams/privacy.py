@@ -16,6 +16,7 @@ it: an id made only of digits is rejected as a raw id.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import re
@@ -33,13 +34,20 @@ class Pseudonymizer:
     def __init__(self, secret: str) -> None:
         if len(secret) < 16:
             raise ConfigError("PULSE_USER_ID_SECRET must be at least 16 characters")
-        self._key = secret.encode()
+        # Keyed once: each id then costs a copy and an update, not the key schedule.
+        self._keyed = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+        # Users come back event after event: the last ids seen are answered from memory.
+        self._pseudonym = functools.lru_cache(maxsize=65_536)(self._compute)
 
     def __call__(self, app: str, value: str) -> str:
         if is_pseudonym(value):
             return value
-        digest = hmac.new(self._key, f"{app}\x1f{value}".encode(), hashlib.sha256).digest()
-        return PREFIX + digest[:16].hex()
+        return self._pseudonym(app, value)
+
+    def _compute(self, app: str, value: str) -> str:
+        mac = self._keyed.copy()
+        mac.update(f"{app}\x1f{value}".encode())
+        return PREFIX + mac.digest()[:16].hex()
 
     def scrub(self, plan: Plan, doc: dict[str, Any]) -> dict[str, Any]:
         """A copy of an event envelope with its user id and marked properties pseudonymized

@@ -291,12 +291,14 @@ def _check_property(
         assert isinstance(value, list)
         if not all(_has_type(item, prop.items) for item in value):
             reasons.append(f"wrong_type: properties.{name} items must be {prop.items}")
-    if isinstance(value, str) and prop.max_length is not None:
-        # The plan set this string's length on purpose; an e-mail address is still PII.
-        if "@" in value and _EMAIL.search(value):
+    if isinstance(value, str):
+        if prop.max_length is None:
+            check_free_text(name, value, plan, reasons)
+        elif "@" in value and _EMAIL.search(value):
+            # The plan set this string's length on purpose; an e-mail address is still PII.
             reasons.append(f"free_text: properties.{name[:40]} contains an e-mail address")
-    else:
-        check_free_text(name, value, plan, reasons)
+    elif isinstance(value, list | dict):
+        check_free_text(name, value, plan, reasons)  # numbers and booleans hold no text
 
 
 def _has_type(value: Any, kind: str) -> bool:
