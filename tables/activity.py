@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import msgspec
 
 from streams.envelope import ValidEvent
+from tables.bitmaps import U64, from_wire, to_wire
 from tables.counters import CounterConfig, contributions
 from tables.crisis import CrisisState
 from tables.funnels import FunnelConfig, FunnelState
@@ -77,7 +78,9 @@ class UserState(msgspec.Struct, array_like=True):
     first_day: int = NO_DAY
     reg_day: int = NO_DAY
     end_day: int = NO_DAY
-    active: int = 0
+    # The `active` bitmap: always an int in memory, bytes on the wire when wider than 64 bits
+    # (tables.bitmaps); the field keeps its place, so every state written before still decodes.
+    active_bits: int | bytes = 0
     last_ts: float = 0.0
     day_stats: dict[int, list[int]] = msgspec.field(default_factory=dict)
     sessions: list[Session] = msgspec.field(default_factory=list)
@@ -92,6 +95,14 @@ class UserState(msgspec.Struct, array_like=True):
     profile: ProfileInputs | None = None
     # Re-engagement trigger bookkeeping (seed 001); absent in states written before it.
     triggers: TriggerState | None = None
+
+    @property
+    def active(self) -> int:
+        return self.active_bits  # type: ignore[return-value]  # an int once decoded
+
+    @active.setter
+    def active(self, bits: int) -> None:
+        self.active_bits = bits
 
 
 @dataclass
@@ -115,11 +126,30 @@ _decoder = msgspec.msgpack.Decoder(UserState)
 
 
 def encode_state(state: UserState) -> bytes:
-    return _encoder.encode(state)
+    wide = [s for s in (state.streaks or {}).values() if s.days > U64]
+    if state.active <= U64 and not wide:
+        return _encoder.encode(state)  # the usual case: no bitmap wider than 64 bits
+    active = state.active
+    state.active_bits = to_wire(active)
+    for streak in wide:
+        streak.days_bits = to_wire(streak.days)
+    try:
+        return _encoder.encode(state)
+    finally:
+        state.active_bits = active
+        for streak in wide:
+            streak.days_bits = from_wire(streak.days_bits)
 
 
 def decode_state(data: bytes) -> UserState:
-    return _decoder.decode(data)
+    state = _decoder.decode(data)
+    if type(state.active_bits) is bytes:
+        state.active_bits = from_wire(state.active_bits)
+    if state.streaks:
+        for streak in state.streaks.values():
+            if type(streak.days_bits) is bytes:
+                streak.days_bits = from_wire(streak.days_bits)
+    return state
 
 
 def is_active(state: UserState, day: int) -> bool:

@@ -25,8 +25,17 @@ class StreakConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class StreakState(msgspec.Struct, array_like=True):
     end_day: int  # bit k of `days` is day end_day - k
-    days: int = 0
+    # The `days` bitmap: an int in memory, bytes on the wire beyond 64 bits (tables.bitmaps).
+    days_bits: int | bytes = 0
     record: int = 0
+
+    @property
+    def days(self) -> int:
+        return self.days_bits  # type: ignore[return-value]  # an int once decoded
+
+    @days.setter
+    def days(self, bits: int) -> None:
+        self.days_bits = bits
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import itertools
 from collections import defaultdict
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -22,12 +23,14 @@ from tables.activity import (
     Change,
     StateConfig,
     UserState,
+    active_days,
     apply,
     contribution,
     decode_state,
     encode_state,
     is_active,
 )
+from tables.streaks import StreakState
 
 D = 20_000  # a local day number (2024-10-04); timestamps are UTC, so day = ts // 86400
 CFG = StateConfig(session_gap=1800.0, history_days=128, dedupe_days=8)
@@ -347,3 +350,25 @@ def test_plan_counters_are_kept_per_day_and_rebuilt_exactly() -> None:
     assert counter_contribution(state) == {
         ("carts\x1f", D): SCALE, ("gmv\x1f", D): 1_450_500_000,
         ("cost\x1fopenai", D): 300_000}  # 0.1 + 0.2 exactly, in millionths
+
+
+def test_activity_over_more_than_64_days_encodes_and_decodes() -> None:
+    """msgpack integers stop at 64 bits; the 128-day bitmap and 400-day streaks do not."""
+    state = UserState()
+    run(state, ev(D, registration=True), ev(D + 100), ev(D + 127, "13:00"))
+    assert state.active.bit_length() > 64
+    state.streaks = {"habits": StreakState(end_day=D + 300, days_bits=(1 << 300) | 1)}
+    data = encode_state(state)
+    assert state.active.bit_length() > 64 and isinstance(state.active_bits, int)  # restored
+    copy = decode_state(data)
+    assert copy == state and copy.active == state.active
+    assert isinstance(copy.active_bits, int) and copy.streaks is not None
+    assert copy.streaks["habits"].days == (1 << 300) | 1
+    assert sorted(active_days(copy)) == [D, D + 100, D + 127]
+
+
+def test_states_written_before_wide_bitmaps_still_decode() -> None:
+    # The encoding of earlier versions: `active` a plain int in the fourth place.
+    old = msgspec.msgpack.encode([D, D, D + 3, 0b1001, 1.0e9, {}, [], {}, {}])
+    state = decode_state(old)
+    assert (state.active, state.end_day, sorted(active_days(state))) == (0b1001, D + 3, [D, D + 3])

@@ -305,7 +305,7 @@ def test_nothing_due_keeps_no_state() -> None:
 
 
 def test_old_states_without_trigger_bookkeeping_still_decode() -> None:
-    state = UserState(first_day=T, end_day=T, active=1)
+    state = UserState(first_day=T, end_day=T, active_bits=1)
     fields = msgspec.msgpack.decode(encode_state(state))
     old = msgspec.msgpack.encode(fields[:-1])  # as written before `triggers` existed
     again = decode_state(old)
