@@ -104,7 +104,8 @@ class IngestLoop:
             enable_auto_commit=False, auto_offset_reset="earliest",
             # The embedded broker settles groups slowly; tests and deploys restart workers.
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
-            rebalance_timeout_ms=20_000, max_poll_interval_ms=300_000)
+            rebalance_timeout_ms=20_000, max_poll_interval_ms=300_000,
+            fetch_max_wait_ms=s.fetch_wait_ms)
         self.committed: dict[TopicPartition, int] = {}
         self.reported: set[tuple[str, str]] = set()
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,

@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import faust
+import faust.transport.drivers.aiokafka
 from psycopg_pool import AsyncConnectionPool
 
 from sinks.alertmanager import AlertmanagerSink
@@ -86,10 +87,28 @@ class Pipeline:
         return {tp.partition for tp in assigned if tp.topic == self.settings.events_topic}
 
 
+def _consumer_fetch_wait(fetch_wait_ms: int) -> None:
+    """Faust creates its consumer with a fixed 1,500 ms fetch wait. Kafka answers a fetch as
+    soon as records exist, but the embedded broker holds it for the whole wait: every event
+    spent up to 1.5 s on the events topic (benchmarks/RESULTS.md, latency). There is no
+    setting for it, so the created consumer gets the configured wait before it starts."""
+    thread = faust.transport.drivers.aiokafka.AIOKafkaConsumerThread
+    create = thread.__dict__.get("_pulse_original_create", thread._create_worker_consumer)
+
+    def create_with_wait(self: Any, transport: Any) -> Any:
+        consumer = create(self, transport)
+        consumer._fetch_max_wait_ms = fetch_wait_ms  # read when its fetcher starts
+        return consumer
+
+    setattr(thread, "_pulse_original_create", create)  # noqa: B010 - idempotent re-wrapping
+    setattr(thread, "_create_worker_consumer", create_with_wait)  # noqa: B010
+
+
 def build_worker(settings: Settings, connections: Connections,
                  metrics: Metrics | None = None) -> Pipeline:
     plans = load_plans(directory=settings.plans_dir)
     metrics = metrics or Metrics()
+    _consumer_fetch_wait(settings.fetch_wait_ms)
     app = faust.App(
         settings.app_id,
         broker=f"kafka://{connections.kafka_bootstrap}",

@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from streams.plan import CONTROL_GROUP, Plan, PropertySpec
+from tables.funnels import Condition
 
 PROFILES = (("loyal", 0.25, 0.75), ("casual", 0.45, 0.35), ("churner", 0.30, 0.6))
 WEEKDAY_FACTOR = (1.0, 1.0, 1.0, 0.95, 0.9, 0.6, 0.55)  # Monday … Sunday
@@ -53,14 +54,24 @@ class EventFactory:
         self.platforms: list[Any] = (list(platform.enum) if platform and platform.enum
                                      else ["ios", "android", "web"])
         self.counter = 0
+        # Free-form strings a funnel step's condition asks for by equality.
+        self.wanted: dict[tuple[str, str], list[Any]] = {}
+        for funnel in plan.funnels.values():
+            for step in funnel.steps:
+                for prop, value in step.where.items():
+                    if not isinstance(value, Condition):
+                        self.wanted.setdefault((step.event, prop), []).append(value)
 
     def user_id(self, n: int) -> str:
         if self.plan.privacy.user_id == "hashed":
             return hashlib.sha256(f"{self.plan.app}:user:{n}".encode()).hexdigest()[:32]
         return str(100000 + n)
 
-    def value(self, name: str, spec: PropertySpec, ts: datetime) -> Any:
+    def value(self, name: str, spec: PropertySpec, ts: datetime, event: str = "") -> Any:
         rng = self.rng
+        wanted = self.wanted.get((event, name))
+        if wanted and rng.random() < 0.5:
+            return rng.choice(wanted)  # values funnel conditions look for, e.g. "landing"
         if spec.enum:
             return rng.choice(spec.enum)
         kind = spec.type
@@ -93,7 +104,7 @@ class EventFactory:
         for name, prop in {**self.plan.standard_properties, **spec.properties}.items():
             if prop.required or self.rng.random() < 0.5:
                 props[name] = None if prop.nullable and self.rng.random() < 0.1 else \
-                    self.value(name, prop, ts)
+                    self.value(name, prop, ts, event)
         if registration:
             props.update(self.plan.registration.where)
         elif event == self.plan.registration.event:

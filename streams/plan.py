@@ -384,6 +384,14 @@ def load_plan(path: Path) -> Plan:
             if step.event not in events:
                 raise PlanError(file, loc.line("funnels", name, "steps", i),
                                 f"funnel {name}: step {step.event!r} is not an event of this plan")
+            for prop in step.where:
+                if prop not in {**standard, **events[step.event].properties}:
+                    raise PlanError(file, loc.line("funnels", name, "steps", i),
+                                    f"funnel {name}: {step.event} has no property {prop!r} "
+                                    "to put a condition on")
+            if step.where:  # the transition reads them: they travel with the event
+                carried[step.event] = tuple(dict.fromkeys(
+                    [*carried.get(step.event, ()), *step.where]))
     if spec.profile is not None:
         prof = spec.profile
         for field_name in ("feature_event", "ai_event", "streak_broken_event"):

@@ -60,6 +60,9 @@ class Settings(BaseSettings):
     metrics_port: int = Field(9464, description="Prometheus /metrics port (0 = any free port)")
     ingest_batch: int = Field(2000, description="most ingest records validated per batch")
     ingest_batch_seconds: float = Field(0.1, description="longest wait to fill an ingest batch")
+    fetch_wait_ms: int = Field(
+        50, ge=1, description="longest time a consumer's fetch waits at the broker; brokers "
+        "that hold every fetch for the whole wait (the embedded one) add it to latency")
     sink_flush_seconds: float = Field(1.0, description="PostgreSQL sink flush interval")
     sink_batch_rows: int = Field(1000, description="PostgreSQL sink rows per flush")
     sink_max_retry_seconds: float = Field(30.0, description="backoff ceiling of sink retries")

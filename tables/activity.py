@@ -234,7 +234,7 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
         funnel = cfg.funnels[name]
         funnels = state.funnels if state.funnels is not None else {}
         funnels[name], before, after = funnel_event(funnels.get(name), funnel, event.event,
-                                                    event.ts, day)
+                                                    event.ts, day, event.props)
         state.funnels = funnels
         if after != before:
             change.funnels[name] = after

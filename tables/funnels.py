@@ -10,6 +10,8 @@ day of step 0 (the cohort view) and on the day the step was reached (the daily v
 from __future__ import annotations
 
 import bisect
+from collections.abc import Mapping
+from typing import Any
 
 import msgspec
 
@@ -18,9 +20,52 @@ from tables.counters import SCALE, counter_key
 KEEP = 8  # occurrences kept per step while they could still matter (earliest and latest)
 
 
+Scalar = str | int | float | bool
+
+
+class Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """A comparison of one property: every bound given must hold."""
+
+    gt: float | None = None
+    gte: float | None = None
+    lt: float | None = None
+    lte: float | None = None
+    one_of: list[Scalar] | None = msgspec.field(default=None, name="in")
+
+    def holds(self, value: object) -> bool:
+        if self.one_of is not None and value not in self.one_of:
+            return False
+        bounds = (self.gt, self.gte, self.lt, self.lte)
+        if all(b is None for b in bounds):
+            return True
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        return ((self.gt is None or value > self.gt) and (self.gte is None or value >= self.gte)
+                and (self.lt is None or value < self.lt)
+                and (self.lte is None or value <= self.lte))
+
+
 class FunnelStep(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     event: str
     within_days: float | None = None  # counted from step 0
+    # Property conditions (seed 002: "page_viewed (landing)", "(available_balance > 0)"): a
+    # value means equality, a Condition a comparison; an occurrence counts if all hold.
+    where: dict[str, Scalar | Condition] = msgspec.field(default_factory=dict)
+
+    def matches(self, event: str, props: Mapping[str, Any] | None) -> bool:
+        if event != self.event:
+            return False
+        if not self.where:
+            return True
+        props = props or {}
+        for name, wanted in self.where.items():
+            value = props.get(name)
+            if isinstance(wanted, Condition):
+                if not wanted.holds(value):
+                    return False
+            elif value != wanted or isinstance(value, bool) != isinstance(wanted, bool):
+                return False
+        return True
 
 
 class FunnelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -62,13 +107,14 @@ def contribution(name: str, cfg: FunnelConfig,
 
 
 def apply_event(state: FunnelState | None, cfg: FunnelConfig, event: str, ts: float,
-                day: int) -> tuple[FunnelState, list[tuple[float, int]], list[tuple[float, int]]]:
+                day: int, props: Mapping[str, Any] | None = None,
+                ) -> tuple[FunnelState, list[tuple[float, int]], list[tuple[float, int]]]:
     """Record an occurrence; return the state and the reached steps before and after."""
     if state is None:
         state = FunnelState([[] for _ in cfg.steps])
     before = reached(state, cfg)
     occurrence = (ts, day)
-    matching = [k for k, step in enumerate(cfg.steps) if step.event == event]
+    matching = [k for k, step in enumerate(cfg.steps) if step.matches(event, props)]
     if all(k > len(before) or (k < len(before) and occurrence >= before[k]) for k in matching):
         # The common cases need no new reached steps: a repeat of a step already reached, no
         # earlier than when it was (steps only move earlier, so it would be pruned at once),
@@ -78,9 +124,9 @@ def apply_event(state: FunnelState | None, cfg: FunnelConfig, event: str, ts: fl
                 bisect.insort(state.seen[k], occurrence)
                 _trim(state.seen[k])
         return state, before, before
-    for k, step in enumerate(cfg.steps):
-        if step.event == event and (ts, day) not in state.seen[k]:
-            state.seen[k].append((ts, day))
+    for k in matching:
+        if occurrence not in state.seen[k]:
+            state.seen[k].append(occurrence)
             state.seen[k].sort()
     after = reached(state, cfg)
     for k, occurrences in enumerate(state.seen):

@@ -12,6 +12,8 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
+from msgspec import Struct
+
 from streams.plan import Plan
 
 Row = tuple[int, int, int, int, int, int]  # dau, wau, mau, new_users, sessions, events
@@ -166,14 +168,36 @@ def recompute_counters(events: Iterable[dict[str, Any]],
     return dict(out)
 
 
+def step_condition_holds(where: dict[str, Any], props: dict[str, Any]) -> bool:
+    """A funnel step's property conditions, written out from the plan format: a value means
+    equality, a mapping bounds (gt, gte, lt, lte) and/or a list of allowed values (in)."""
+    for name, wanted in where.items():
+        value = props.get(name)
+        if isinstance(wanted, Struct):
+            bounds = {op: getattr(wanted, op) for op in ("gt", "gte", "lt", "lte")}
+            allowed = wanted.one_of
+            if allowed is not None and value not in allowed:
+                return False
+            if any(b is not None for b in bounds.values()):
+                if isinstance(value, bool) or not isinstance(value, int | float):
+                    return False
+                checks = {"gt": value > (bounds["gt"] or 0), "gte": value >= (bounds["gte"] or 0),
+                          "lt": value < (bounds["lt"] or 0), "lte": value <= (bounds["lte"] or 0)}
+                if not all(checks[op] for op, b in bounds.items() if b is not None):
+                    return False
+        elif value != wanted or (type(value) is bool and type(wanted) is not bool):
+            return False
+    return True
+
+
 def recompute_funnels(events: Iterable[dict[str, Any]],
                       plans: dict[str, Plan]) -> dict[tuple[str, date, str, str], int]:
     """Funnel counts as plan-counter rows: for every user, walk the step events in time order;
     step k is the first occurrence of its event at or after step k-1 (within its window)."""
-    times: dict[tuple[str, str], list[tuple[datetime, str]]] = defaultdict(list)
+    times: dict[tuple[str, str], list[tuple[datetime, str, dict[str, Any]]]] = defaultdict(list)
     for doc in unique(events):
         times[(doc["app"], doc["user_id"])].append(
-            (datetime.fromisoformat(doc["timestamp"]), doc["event"]))
+            (datetime.fromisoformat(doc["timestamp"]), doc["event"], doc.get("properties") or {}))
     out: dict[tuple[str, date, str, str], int] = defaultdict(int)
     for (app, _user), mine in times.items():
         plan = plans[app]
@@ -182,7 +206,8 @@ def recompute_funnels(events: Iterable[dict[str, Any]],
             steps: list[datetime] = []
             for step in funnel.steps:
                 floor = steps[-1] if steps else None
-                hit = next((ts for ts, event in mine if event == step.event
+                hit = next((ts for ts, event, props in mine if event == step.event
+                            and step_condition_holds(step.where, props)
                             and (floor is None or ts >= floor)
                             and (step.within_days is None or not steps
                                  or ts <= steps[0] + timedelta(days=step.within_days))), None)

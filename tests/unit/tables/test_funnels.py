@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -88,3 +89,43 @@ def test_apply_event_equals_the_definition(events: list[tuple[str, int]]) -> Non
         slow, slow_before, slow_after = reference_apply(slow, REPEATING, name, ts, hour // 24)
         assert (fast_before, fast_after) == (slow_before, slow_after)
         assert fast.seen == slow.seen
+
+
+# Seed 002's withdrawal funnel: dashboard_viewed (available_balance > 0) → requested →
+# status changed (approved) → completed.
+WITHDRAWAL = msgspec.convert({"steps": [
+    {"event": "dashboard_viewed", "where": {"available_balance_usd": {"gt": 0}}},
+    {"event": "withdrawal_requested"},
+    {"event": "withdrawal_status_changed", "where": {"new_status": "approved"}},
+    {"event": "withdrawal_completed"}]}, FunnelConfig)
+
+
+def test_step_conditions_hold_only_for_matching_properties() -> None:
+    first, _, third, _ = WITHDRAWAL.steps
+    assert first.matches("dashboard_viewed", {"available_balance_usd": 0.01})
+    assert not first.matches("dashboard_viewed", {"available_balance_usd": 0})
+    assert not first.matches("dashboard_viewed", {"available_balance_usd": True})
+    assert not first.matches("dashboard_viewed", {})
+    assert third.matches("withdrawal_status_changed", {"new_status": "approved"})
+    assert not third.matches("withdrawal_status_changed", {"new_status": "failed"})
+    assert not third.matches("withdrawal_requested", {"new_status": "approved"})
+    bounded = msgspec.convert({"event": "e", "where": {"n": {"gte": 1, "lt": 3},
+                                                       "k": {"in": ["a", "b"]}}}, FunnelStep)
+    assert [bounded.matches("e", {"n": n, "k": "a"}) for n in (0, 1, 2.5, 3)] == [
+        False, True, True, False]
+    assert not bounded.matches("e", {"n": 2, "k": "c"})
+
+
+def test_only_occurrences_meeting_the_condition_advance_the_funnel() -> None:
+    state = None
+    for event, ts, props in [
+        ("dashboard_viewed", 10.0, {"available_balance_usd": 0}),   # empty balance: not step 0
+        ("withdrawal_requested", 20.0, {}),
+        ("dashboard_viewed", 30.0, {"available_balance_usd": 12.5}),
+        ("withdrawal_requested", 40.0, {}),
+        ("withdrawal_status_changed", 50.0, {"new_status": "processing"}),
+        ("withdrawal_status_changed", 60.0, {"new_status": "approved"}),
+    ]:
+        state, _, _ = apply_event(state, WITHDRAWAL, event, ts, 0, props)
+    assert state is not None
+    assert [ts for ts, _ in reached(state, WITHDRAWAL)] == [30.0, 40.0, 60.0]
