@@ -85,6 +85,7 @@ class Context:
     ingest_topic: str
     publish_rate: float
     figures: list[Figure]
+    profile: Path | None = None  # py-spy raw output of an extra, profiled 1-worker run
 
     def measured(self, name_prefix: str) -> float | None:
         for figure in self.figures:
@@ -108,7 +109,13 @@ def section_peers(ctx: Context) -> list[Figure]:
 def section_pulse(ctx: Context) -> list[Figure]:
     from benchmarks import pulse_bench
 
-    return pulse_bench.run_throughput(ctx.svc, ctx.stream, ctx.sizes.partitions, ctx.work)
+    figures = pulse_bench.run_throughput(ctx.svc, ctx.stream, ctx.sizes.partitions, ctx.work,
+                                         profile=ctx.profile)
+    if ctx.profile is not None and ctx.profile.exists():
+        from benchmarks import profile
+
+        figures.extend(profile.top_figures(ctx.profile))
+    return figures
 
 
 def section_latency(ctx: Context) -> list[Figure]:
@@ -170,6 +177,8 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(__file__).resolve().parent / "RESULTS.md",
                         help="the Markdown file to add this run's section to")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--profile", action="store_true",
+                        help="also run one worker under py-spy and list where its time goes")
     parser.add_argument("--keep", type=Path, default=None,
                         help="work in this directory and keep it (logs of every process)")
     args = parser.parse_args(argv)
@@ -192,7 +201,8 @@ def main(argv: list[str] | None = None) -> int:
             console.print(f"stream: {stream.count:,} events, {stream.apps} apps × "
                           f"{stream.users} users × {stream.days} days")
         with EmbeddedServices(work / ".pulse") as svc:
-            ctx = Context(svc, stream, sizes, work, "bench.ingest", 0.0, figures)
+            ctx = Context(svc, stream, sizes, work, "bench.ingest", 0.0, figures,
+                          work / "pulse-worker.pyspy.txt" if args.profile else None)
             if needs_stream:
                 create_topics(svc.kafka_bootstrap,
                               {ctx.ingest_topic: (sizes.partitions, DELETE_CONFIGS)})
