@@ -13,7 +13,7 @@ import uuid
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from confluent_kafka import Consumer, KafkaError
 
-from benchmarks.harness import Figure, Stream
+from benchmarks.harness import Figure, Stream, percentile
 from streams.publish import Publisher
 
 
@@ -75,6 +75,37 @@ async def _consume_aiokafka(bootstrap: str, topic: str, count: int, timeout: flo
         await consumer.stop()
 
 
+async def _round_trip(bootstrap: str, topic: str, samples: int, fetch_max_wait_ms: int,
+                      ) -> list[float]:
+    """Milliseconds from send (linger 0, acks=all) to a consumer's getmany, one at a time."""
+    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap,
+                                group_id=f"bench-rtt-{uuid.uuid4().hex[:8]}",
+                                auto_offset_reset="latest", enable_auto_commit=False,
+                                fetch_max_wait_ms=fetch_max_wait_ms)
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=0)
+    await consumer.start()
+    await producer.start()
+    try:
+        while not consumer.assignment():
+            await asyncio.sleep(0.01)
+        await consumer.getmany(timeout_ms=500)  # settle the "latest" position first
+        out = []
+        for i in range(samples):
+            sent = time.perf_counter()
+            await producer.send(topic, f"rtt-{i}".encode())
+            got = False
+            while not got:
+                batches = await consumer.getmany(timeout_ms=2000)
+                got = any(r.value == f"rtt-{i}".encode()
+                          for records in batches.values() for r in records)
+            out.append((time.perf_counter() - sent) * 1000)
+            await asyncio.sleep(0.02)
+        return out
+    finally:
+        await producer.stop()
+        await consumer.stop()
+
+
 def consume_confluent(bootstrap: str, topic: str, count: int, timeout: float) -> float:
     consumer = Consumer({"bootstrap.servers": bootstrap,
                          "group.id": f"bench-confluent-{uuid.uuid4().hex[:8]}",
@@ -122,4 +153,16 @@ def run(bootstrap: str, ingest_topic: str, scratch_topic: str, stream: Stream,
         rate, note = None, f"failed: {type(err).__name__}: {err}"[:200]
     figures.append(Figure("ceiling", "confluent-kafka consumer (consume 10k, no work)", rate,
                           "records/s", note=note))
+    for wait_ms in (500, 10):
+        try:
+            samples = 20 if wait_ms >= 100 else 50
+            rtt = asyncio.run(_round_trip(bootstrap, scratch_topic, samples, wait_ms))
+            figures.append(Figure("ceiling", f"aiokafka send → getmany p50, fetch_max_wait "
+                                             f"{wait_ms} ms", percentile(rtt, 0.5), "ms",
+                                  note=f"p99 {percentile(rtt, 0.99):.0f} ms; {samples} records one "
+                                       "at a time, linger 0, acks=all"))
+        except Exception as err:
+            figures.append(Figure("ceiling", f"aiokafka send → getmany, fetch_max_wait "
+                                             f"{wait_ms} ms", None, "ms",
+                                  note=f"failed: {type(err).__name__}: {err}"[:200]))
     return figures

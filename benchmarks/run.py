@@ -129,7 +129,7 @@ def section_latency(ctx: Context) -> list[Figure]:
 def section_memory(ctx: Context) -> list[Figure]:
     from benchmarks import memory_bench
 
-    return memory_bench.run(ctx.sizes.memory_users, ctx.work)
+    return memory_bench.run(ctx.sizes.memory_users)
 
 
 def section_sinks(ctx: Context) -> list[Figure]:
