@@ -9,6 +9,12 @@ from pathlib import Path
 from benchmarks.harness import Figure
 
 TOP = 12
+ENTRY = ("(streams/cli.py)", "(streams/worker.py)", "register.<locals>.ingest ",
+         "IngestLoop.run ")
+
+
+OWN_ROOT = Path(__file__).resolve().parents[1]
+_own: set[str] = set()  # frames of Pulse's own code (not a library's)
 
 
 def _frame(name: str) -> str:
@@ -16,8 +22,12 @@ def _frame(name: str) -> str:
     func, _, where = name.partition(" (")
     path = where.rstrip(")").rsplit(":", 1)[0]
     parts = Path(path).parts
-    short = "/".join(parts[-2:]) if parts else path
-    return f"{func} ({short})"
+    short = f"{func} ({'/'.join(parts[-2:]) if parts else path})"
+    # py-spy names files relative to their sys.path entry: Pulse's are its repo's files.
+    if parts and parts[0] in ("agents", "tables", "sinks", "streams") and \
+            (OWN_ROOT / path).is_file():
+        _own.add(short)
+    return short
 
 
 def summarise(path: Path) -> tuple[int, Counter[str], Counter[str]]:
@@ -33,19 +43,24 @@ def summarise(path: Path) -> tuple[int, Counter[str], Counter[str]]:
         if not frames:
             continue
         total += n
-        for frame in set(frames[1:]):  # the first frame is the process/thread
+        for frame in set(frames):
             inclusive[frame] += n
         self_time[frames[-1]] += n
     return total, inclusive, self_time
 
 
-def top_figures(path: Path) -> list[Figure]:
+def top_figures(path: Path, section: str, what: str) -> list[Figure]:
     total, inclusive, self_time = summarise(path)
     if not total:
-        return [Figure("profile", "py-spy samples", 0, "samples", note="no samples recorded")]
-    figures = [Figure("profile", "py-spy samples, 1 worker (all threads)", total, "samples",
-                      note="py-spy record --rate 100 --nonblocking, an extra 1-worker run")]
+        return [Figure(section, "py-spy samples", 0, "samples", note="no samples recorded")]
+    figures = [Figure(section, "py-spy samples (all threads)", total, "samples",
+                      note=f"py-spy record --rate 100 --nonblocking; {what}")]
     for frame, n in self_time.most_common(TOP):
-        figures.append(Figure("profile", f"self: {frame}", 100.0 * n / total, "%",
+        figures.append(Figure(section, f"self: {frame}", 100.0 * n / total, "%",
                               note=f"inclusive {100.0 * inclusive[frame] / total:.1f}%"))
+    # Inclusive time of Pulse's own functions (the entry points excluded): which stage costs.
+    ranked = [(f, n) for f, n in inclusive.most_common()
+              if f in _own and not any(e in f for e in ENTRY)][:TOP]
+    for frame, n in ranked:
+        figures.append(Figure(section, f"inclusive: {frame}", 100.0 * n / total, "%"))
     return figures

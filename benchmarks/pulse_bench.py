@@ -157,6 +157,21 @@ def pulse_run(name: str, svc: ServiceAddresses, partitions: int, work: Path,
         run.stop()
 
 
+def spy_on(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` (all threads, without pausing it) into collapsed stacks."""
+    return subprocess.Popen(
+        [str(Path(python()).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "100",
+         "--nonblocking", "--format", "raw", "--output", str(output)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_spy(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        spy.wait(30)
+    stop_process(spy)
+
+
 def _publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     publisher = Publisher(bootstrap, topic)
     for value, key in records:
@@ -176,13 +191,7 @@ def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partiti
             _publish(svc.kafka_bootstrap, run.ingest_topic, stream.records)
         finally:
             run.signal(signal.SIGCONT)
-        spy = None
-        if profile is not None:
-            spy = subprocess.Popen(
-                [str(Path(python()).parent / "py-spy"), "record", "--pid",
-                 str(run.procs[0].pid), "--rate", "100", "--nonblocking", "--format", "raw",
-                 "--output", str(profile)],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        spy = None if profile is None else spy_on(run.procs[0].pid, profile)
         first = None
         deadline = time.monotonic() + timeout
         while True:
@@ -206,10 +215,7 @@ def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partiti
                  120, "sinks to drain")
         drained = time.perf_counter() - applied_at
         if spy is not None:
-            spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                spy.wait(30)
-            stop_process(spy)
+            stop_spy(spy)
         with psycopg.connect(run.database_url) as conn:
             row = conn.execute("SELECT count(*), coalesce(sum(events), 0) FROM daily_metrics"
                                ).fetchone()

@@ -28,7 +28,7 @@ import tempfile
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -114,7 +114,8 @@ def section_pulse(ctx: Context) -> list[Figure]:
     if ctx.profile is not None and ctx.profile.exists():
         from benchmarks import profile
 
-        figures.extend(profile.top_figures(ctx.profile))
+        figures.extend(profile.top_figures(ctx.profile, "profile",
+                                           "an extra 1-worker run of the same stream"))
     return figures
 
 
@@ -141,8 +142,15 @@ def section_sinks(ctx: Context) -> list[Figure]:
 def section_recovery(ctx: Context) -> list[Figure]:
     from benchmarks import recovery_bench
 
-    return recovery_bench.run(ctx.svc, ctx.sizes.partitions, ctx.sizes.recovery_users,
-                              ctx.work)
+    spied = ctx.work / "recovery.pyspy.txt" if ctx.profile is not None else None
+    figures = recovery_bench.run(ctx.svc, ctx.sizes.partitions, ctx.sizes.recovery_users,
+                                 ctx.work, profile=spied)
+    if spied is not None and spied.exists():
+        from benchmarks import profile
+
+        figures.extend(profile.top_figures(spied, "recovery profile",
+                                           "py-spy of the restoring worker, from its start"))
+    return figures
 
 
 RUNNERS: dict[str, Callable[[Context], list[Figure]]] = {
@@ -177,6 +185,10 @@ def main(argv: list[str] | None = None) -> int:
                         default=Path(__file__).resolve().parent / "RESULTS.md",
                         help="the Markdown file to add this run's section to")
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument("--users", type=int, help="override: generated users per app")
+    parser.add_argument("--days", type=int, help="override: days of generated history")
+    parser.add_argument("--recovery-users", type=int, help="override: users to restore")
+    parser.add_argument("--memory-users", help="override: comma-separated user counts")
     parser.add_argument("--profile", action="store_true",
                         help="also run one worker under py-spy and list where its time goes")
     parser.add_argument("--keep", type=Path, default=None,
@@ -187,6 +199,10 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"unknown sections {unknown}; choose from {', '.join(SECTIONS)}")
     sizes = Sizes.for_run(args.quick)
+    overrides = {"users": args.users, "days": args.days, "recovery_users": args.recovery_users,
+                 "memory_users": tuple(int(n) for n in args.memory_users.split(","))
+                 if args.memory_users else None}
+    sizes = replace(sizes, **{k: v for k, v in overrides.items() if v is not None})
     info = machine_info()
     started = time.monotonic()
     figures: list[Figure] = []
@@ -227,10 +243,8 @@ def main(argv: list[str] | None = None) -> int:
              f"{elapsed / 60:.1f} min")
     print_tables(figures, info, title)
     if not args.no_write:
-        command = "make bench" + (" BENCH_ARGS=--quick" if args.quick else "")
-        if set(chosen) != set(SECTIONS):
-            command = f".venv/bin/python -m benchmarks.run{' --quick' if args.quick else ''} " \
-                      f"--only {','.join(chosen)}"
+        command = ".venv/bin/python -m benchmarks.run " + " ".join(
+            a for a in (argv if argv is not None else sys.argv[1:]) if a != "--no-write")
         write_results(args.results, figures, info, now, command, stream, sizes.partitions,
                       elapsed, args.quick)
         console.print(f"wrote {args.results}")
