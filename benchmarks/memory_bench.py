@@ -190,9 +190,9 @@ def run(user_counts: tuple[int, ...], history_users: int = 200,
                           note=f"{all_users:,} users after {history_days} days of generated "
                                f"history ({seconds:.0f} s); largest fields: {biggest}"))
     for app, size in sorted(sizes.items()):
-        biggest = max(len(encode_state(s)) for s in states[app])
+        largest = max(len(encode_state(s)) for s in states[app])
         figures.append(Figure("memory", f"{STATE_BYTES}, {app}", size, "B",
-                              note=f"{len(states[app])} users; largest {biggest:,} B"))
+                              note=f"{len(states[app])} users; largest {largest:,} B"))
     return figures
 
 

@@ -64,13 +64,14 @@ class Sizes:
     sink_rows: int
     recovery_users: int
     peer_timeout: float
+    round_trips: int = 50
 
     @staticmethod
     def for_run(quick: bool) -> Sizes:
         if quick:
             return Sizes(users=60, days=14, partitions=4, latency_markers=30,
                          memory_users=(10_000,), sink_rows=5_000, recovery_users=10_000,
-                         peer_timeout=120)
+                         peer_timeout=120, round_trips=15)
         return Sizes(users=400, days=30, partitions=4, latency_markers=200,
                      memory_users=(100_000, 1_000_000), sink_rows=50_000,
                      recovery_users=1_000_000, peer_timeout=600)
@@ -98,7 +99,7 @@ def section_ceiling(ctx: Context) -> list[Figure]:
     create_topics(ctx.svc.kafka_bootstrap,
                   {"bench.scratch": (ctx.sizes.partitions, DELETE_CONFIGS)})
     return ceiling.run(ctx.svc.kafka_bootstrap, ctx.ingest_topic, "bench.scratch", ctx.stream,
-                       ctx.publish_rate)
+                       ctx.publish_rate, round_trips=ctx.sizes.round_trips)
 
 
 def section_peers(ctx: Context) -> list[Figure]:
