@@ -114,10 +114,14 @@ def field_bytes(states: list[UserState]) -> dict[str, float]:
     return {name: total / max(len(states), 1) for name, total in totals.items()}
 
 
-def rss_per_user(users: int, events_per_user: int = 3) -> tuple[float, float, float]:
+def rss_per_user(users: int, events_per_user: int = 3,
+                 realistic: bool = False) -> tuple[float, float, float]:
     """(RSS bytes per user, mean encoded bytes per user, seconds) for `users` synthetic users
-    held as a worker holds them."""
+    held as a worker holds them. `realistic`: each holds a copy of a state after 60 days of
+    generated history instead of a few events."""
     plans = load_plans()
+    templates = {app: [encode_state(s) for s in states]
+                 for app, states in states_after_history(100, 60).items()} if realistic else {}
     configs = state_configs(plans)
     apps = sorted(plans)
     factories = {app: EventFactory(plans[app], random.Random(app)) for app in apps}
@@ -136,6 +140,14 @@ def rss_per_user(users: int, events_per_user: int = 3) -> tuple[float, float, fl
     for n in range(users):
         app = apps[n % len(apps)]
         user = factories[app].user_id(n)
+        if realistic:
+            template = templates[app][n % len(templates[app])]
+            value = bytes(bytearray(template))  # a copy: every user holds its own bytes
+            encoded += len(value)
+            store[user_key(app, user)] = value
+            if plans[app].profile is not None:
+                profiled[(app, user)] = ("new_user", "low")
+            continue
         state = UserState()
         names = events[app]
         # A short session yesterday, and the last event today: two active days.
@@ -162,21 +174,26 @@ def rss_per_user(users: int, events_per_user: int = 3) -> tuple[float, float, fl
 def run(user_counts: tuple[int, ...], history_users: int = 200,
         history_days: int = 60) -> list[Figure]:
     figures = []
-    for users in user_counts:
+    runs = [(users, False) for users in user_counts] + [(user_counts[0], True)]
+    for users, realistic in runs:
         # A fresh process each: RSS growth in a long-lived one would reuse freed memory.
+        name = f"{RSS_PER_USER} at {users:,} users" + (
+            ", states after 60 days of history" if realistic else ", a few events each")
         done = subprocess.run([sys.executable, "-m", "benchmarks.memory_bench", "--users",
-                               str(users)], capture_output=True, text=True, check=False,
-                              timeout=3600)
+                               str(users), *(["--realistic"] if realistic else [])],
+                              capture_output=True, text=True, check=False, timeout=3600)
         if done.returncode != 0:
-            figures.append(Figure("memory", f"{RSS_PER_USER} at {users:,} users", None, "B",
+            figures.append(Figure("memory", name, None, "B",
                                   note=f"failed: {done.stderr.strip()[-200:]}"))
             continue
         result = orjson.loads(done.stdout.strip().splitlines()[-1])
+        what = ("copies of generated users' states" if realistic
+                else f"{result['events_per_user']} events/user over 2 days")
         figures.append(Figure(
-            "memory", f"{RSS_PER_USER} at {users:,} users", result["rss_per_user"], "B",
-            note=f"{result['events_per_user']} events/user, encoded {result['encoded']:.0f} B"
-                 f"/user; built in {result['seconds']:.1f} s; key → state dict + profile "
-                 "keeper entry"))
+            "memory", name, result["rss_per_user"], "B",
+            note=f"{what}, encoded {result['encoded']:.0f} B/user; built in "
+                 f"{result['seconds']:.1f} s; held as a worker holds them: key → state "
+                 "bytes, plus the profile keeper's entry (onepercent)"))
     started = time.perf_counter()
     states = states_after_history(history_users, history_days)
     sizes = serialized_bytes(states)
@@ -200,9 +217,11 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, required=True)
     parser.add_argument("--events", type=int, default=3)
+    parser.add_argument("--realistic", action="store_true")
     args = parser.parse_args()
-    rss, encoded, seconds = rss_per_user(args.users, args.events)
+    rss, encoded, seconds = rss_per_user(args.users, args.events, args.realistic)
     print(orjson.dumps({"users": args.users, "events_per_user": args.events,
+                        "realistic": args.realistic,
                         "rss_per_user": rss, "encoded": encoded, "seconds": seconds}).decode())
 
 
