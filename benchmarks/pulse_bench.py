@@ -60,6 +60,7 @@ class PulseRun:
     partitions: int
     work: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    longest_silence: float = 0.0  # seconds the worker's /metrics did not answer (recovery)
 
     def __post_init__(self) -> None:
         suffix = f"{self.name}-{uuid.uuid4().hex[:6]}"
@@ -309,6 +310,7 @@ def run_latency(svc: ServiceAddresses, stream: Stream, partitions: int, work: Pa
     users: list[str] = []
     at_metrics: list[float] = []
     at_postgres: dict[str, float] = {}
+    scrape_seconds: list[float] = []
     with pulse_run("latency", svc, partitions, work, 1) as run:
         port = run.ready()[0]
         load = Background(svc.kafka_bootstrap, run.ingest_topic, background, rate)
@@ -318,13 +320,17 @@ def run_latency(svc: ServiceAddresses, stream: Stream, partitions: int, work: Pa
         halt = threading.Event()
 
         def poll_metrics() -> None:
+            # Every 50 ms: each scrape renders the whole page in the worker's process, so
+            # scraping much faster would slow the worker it measures.
             labels = (("app", MARKER_APP), ("event", MARKER_EVENT))
             while not halt.is_set():
+                before = time.perf_counter()
                 seen = int(scrape_labelled(port, "pulse_events_valid_total").get(labels, 0))
                 now = time.time()
+                scrape_seconds.append(time.perf_counter() - before)
                 while len(at_metrics) < seen:
                     at_metrics.append(now)
-                time.sleep(0.01)
+                time.sleep(0.05)
 
         def poll_postgres() -> None:
             with psycopg.connect(run.database_url, autocommit=True) as conn:
@@ -373,7 +379,8 @@ def run_latency(svc: ServiceAddresses, stream: Stream, partitions: int, work: Pa
                    if u in at_postgres]
     note = (f"open loop at {rate:,.0f} events/s (50% of Pulse, 1 worker; sent "
             f"{achieved:,.0f}/s), {markers} markers at {marker_rate:g}/s; ingest lag at the "
-            f"end {lag:.0f}")
+            f"end {lag:.0f}; /metrics polled every 50 ms, a scrape took "
+            f"{1000 * sum(scrape_seconds) / max(len(scrape_seconds), 1):.0f} ms on average")
     figures = []
     for label, values in (("publish → /metrics", metrics_ms),
                           ("publish → PostgreSQL", postgres_ms)):
