@@ -17,8 +17,10 @@ def _escape(text: str) -> str:
 
 
 def render(figures: list[Figure], info: MachineInfo, now: datetime, command: str,
-           stream: Stream, partitions: int, elapsed: float, quick: bool) -> str:
-    mode = " (--quick)" if quick else ""
+           stream: Stream, partitions: int, elapsed: float, quick: bool,
+           only: list[str] | None = None) -> str:
+    # A partial or quick run gets its own heading: it must not replace the day's full run.
+    mode = (" (--quick)" if quick else "") + (f" (--only {','.join(only)})" if only else "")
     lines = [f"## make bench — {now:%Y-%m-%d}{mode}", "",
              f"`{command}` — run at {now:%H:%M} UTC, {elapsed / 60:.1f} min", "",
              *info.lines()]
@@ -38,9 +40,9 @@ def render(figures: list[Figure], info: MachineInfo, now: datetime, command: str
 
 def write_results(path: Path, figures: list[Figure], info: MachineInfo, now: datetime,
                   command: str, stream: Stream, partitions: int, elapsed: float,
-                  quick: bool) -> None:
+                  quick: bool, only: list[str] | None = None) -> None:
     text = path.read_text(encoding="utf-8") if path.exists() else HEADER
-    section = render(figures, info, now, command, stream, partitions, elapsed, quick)
+    section = render(figures, info, now, command, stream, partitions, elapsed, quick, only)
     heading = section.splitlines()[0]
     # The section runs from its heading to the next "## " heading (or the end).
     pattern = re.compile(rf"^{re.escape(heading)}\n.*?(?=^## |\Z)", re.S | re.M)

@@ -251,7 +251,8 @@ def main(argv: list[str] | None = None) -> int:
             del given[at:at + 2]
         command = " ".join([".venv/bin/python -m benchmarks.run", *given]).strip()
         write_results(args.results, figures, info, now, command, stream, sizes.partitions,
-                      elapsed, args.quick)
+                      elapsed, args.quick,
+                      only=None if set(chosen) == set(SECTIONS) else chosen)
         console.print(f"wrote {args.results}")
     return 0
 
