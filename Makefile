@@ -44,3 +44,11 @@ integration: $(STAMP)
 
 clean-state:
 	rm -rf .pulse
+
+## Benchmarks of issue 6 against the Kafka clients, Faust and Quix (never part of `make test`);
+## writes benchmarks/RESULTS.md. Smoke run: make bench BENCH_ARGS=--quick
+BENCH_ARGS ?=
+.PHONY: bench
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
+	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)

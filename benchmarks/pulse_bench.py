@@ -1,0 +1,396 @@
+"""Sections 3 and 4: the full Pulse pipeline (`python -m streams.cli worker`, every feature on,
+PostgreSQL and Redis sinks) — events/s with 1 and 2 worker processes, and latency at half load.
+
+Every run has its own app id (consumer groups, changelog), topics and database. Workers are
+started on an empty ingest topic and wait until they own their partitions; then they are
+paused (SIGSTOP), the stream is published, and they continue (SIGCONT): the timing starts at
+the first consumed event and ends when every event is applied, summed over the workers'
+/metrics, so neither start-up nor group joins nor the publisher's CPU are in the figure.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import psycopg
+from confluent_kafka import Producer
+
+from benchmarks.harness import (
+    Figure,
+    Stream,
+    create_database,
+    percentile,
+    python,
+    scrape,
+    scrape_labelled,
+    stop_process,
+    wait_for,
+)
+from benchmarks.targets import METRICS_P99, PULSE_1, PULSE_2
+from streams.embedded import ServiceAddresses
+from streams.envelope import user_key
+from streams.generate import EventFactory
+from streams.plan import load_plans
+from streams.publish import Publisher
+
+# Latency markers: first events of new onepercent users (a profile row appears in PostgreSQL),
+# of an event name the background load never carries, so its /metrics counter counts markers.
+MARKER_APP = "onepercent"
+MARKER_EVENT = "onboarding_completed"
+
+
+@dataclass
+class PulseRun:
+    """The environment of one Pulse run and its worker processes."""
+
+    name: str
+    svc: ServiceAddresses
+    partitions: int
+    work: Path
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    longest_silence: float = 0.0  # seconds the worker's /metrics did not answer (recovery)
+
+    def __post_init__(self) -> None:
+        suffix = f"{self.name}-{uuid.uuid4().hex[:6]}"
+        self.state_dir = self.work / suffix
+        self.state_dir.mkdir(parents=True)
+        database = create_database(self.svc, f"bench_{suffix.replace('-', '_')}")
+        self.ingest_topic = f"bench.{suffix}.ingest"
+        self.env = {
+            **os.environ,
+            "PULSE_KAFKA_BOOTSTRAP": self.svc.kafka_bootstrap,
+            "PULSE_DATABASE_URL": database,
+            "PULSE_REDIS_URL": self.svc.redis_url,
+            "PULSE_STATE_DIR": str(self.state_dir),
+            "PULSE_APP_ID": f"bench-{suffix}",
+            "PULSE_INGEST_TOPIC": self.ingest_topic,
+            "PULSE_EVENTS_TOPIC": f"bench.{suffix}.events",
+            "PULSE_DEADLETTER_TOPIC": f"bench.{suffix}.deadletters",
+            "PULSE_USER_PROPERTIES_TOPIC": f"bench.{suffix}.user_properties",
+            "PULSE_DERIVED_TOPIC": f"bench.{suffix}.derived",
+            "PULSE_ALERTS_TOPIC": f"bench.{suffix}.alerts",
+            "PULSE_METRICS_PORT": "0",
+            "PULSE_PARTITIONS": str(self.partitions),
+        }
+        self.database_url = database
+
+    def start(self, workers: int) -> None:
+        for i in range(workers):
+            log = open(self.state_dir / f"worker-{i}.log", "ab")  # noqa: SIM115
+            self.procs.append(subprocess.Popen(
+                [python(), "-m", "streams.cli", "worker", "--loglevel", "WARNING"],
+                env=self.env, cwd=self.state_dir, stdout=log, stderr=subprocess.STDOUT))
+            log.close()
+
+    def ports(self) -> list[int]:
+        def found() -> list[int] | None:
+            for proc in self.procs:
+                if proc.poll() is not None:
+                    raise RuntimeError(f"worker exited with {proc.returncode}; see "
+                                       f"{self.state_dir}/worker-*.log")
+            out = []
+            for proc in self.procs:
+                record = self.state_dir / "workers" / f"{proc.pid}.json"
+                if not record.exists():
+                    return None
+                out.append(int(orjson.loads(record.read_bytes())["metrics_port"]))
+            return out
+
+        ports: list[int] = wait_for(found, 120, "workers' /metrics ports", 0.1)
+        return ports
+
+    def total(self, name: str) -> float:
+        return sum(scrape(port).get(name, 0.0) for port in self.ports())
+
+    def ready(self) -> list[int]:
+        """Wait until the workers own every partition between them, and hold it a moment
+        (a rebalance in progress shows up as a drop)."""
+        ports = self.ports()
+
+        def owned() -> bool:
+            return sum(scrape(p).get("pulse_partitions_owned", 0) for p in ports) \
+                == self.partitions
+
+        stable_since = None
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline:
+            if owned():
+                stable_since = stable_since or time.monotonic()
+                # The raw ingest consumer's group settles on its own; give it the same time.
+                if time.monotonic() - stable_since > 3.0:
+                    return ports
+            else:
+                stable_since = None
+            time.sleep(0.2)
+        raise TimeoutError(f"{self.name}: partitions never settled over {len(ports)} workers")
+
+    def signal(self, sig: signal.Signals) -> None:
+        for proc in self.procs:
+            proc.send_signal(sig)
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            with contextlib.suppress(Exception):
+                proc.send_signal(signal.SIGCONT)
+            stop_process(proc)
+
+
+@contextlib.contextmanager
+def pulse_run(name: str, svc: ServiceAddresses, partitions: int, work: Path,
+              workers: int) -> Iterator[PulseRun]:
+    run = PulseRun(name, svc, partitions, work)
+    run.start(workers)
+    try:
+        yield run
+    finally:
+        run.stop()
+
+
+def spy_on(pid: int, output: Path) -> subprocess.Popen[bytes]:
+    """py-spy sampling `pid` (all threads, without pausing it) into collapsed stacks."""
+    return subprocess.Popen(
+        [str(Path(python()).parent / "py-spy"), "record", "--pid", str(pid), "--rate", "100",
+         "--nonblocking", "--format", "raw", "--output", str(output)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_spy(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)  # py-spy writes its output on SIGINT
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        spy.wait(30)
+    stop_process(spy)
+
+
+def _publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+    publisher = Publisher(bootstrap, topic)
+    for value, key in records:
+        publisher.send(value, key)
+    if publisher.flush(120) or publisher.summary.sent != len(records):
+        raise RuntimeError(f"publish to {topic} incomplete: {publisher.summary}")
+
+
+def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partitions: int,
+                       work: Path, workers: int, profile: Path | None = None,
+                       timeout: float = 900) -> tuple[float, float, str]:
+    """(events/s from first consumed to all applied, seconds applied → sinks drained, note)."""
+    with pulse_run(name, svc, partitions, work, workers) as run:
+        ports = run.ready()
+        run.signal(signal.SIGSTOP)
+        try:
+            _publish(svc.kafka_bootstrap, run.ingest_topic, stream.records)
+        finally:
+            run.signal(signal.SIGCONT)
+        spy = None if profile is None else spy_on(run.procs[0].pid, profile)
+        first = None
+        deadline = time.monotonic() + timeout
+        while True:
+            snapshots = [scrape(port) for port in ports]
+            now = time.perf_counter()
+
+            def total(metric: str, snaps: list[dict[str, float]] = snapshots) -> float:
+                return sum(s.get(metric, 0.0) for s in snaps)
+
+            if first is None and total("pulse_events_consumed_total") > 0:
+                first = now
+            applied = total("pulse_events_valid_total") + total("pulse_events_duplicate_total")
+            rejected = total("pulse_events_rejected_total")
+            if applied + rejected >= stream.count:
+                applied_at = now
+                break
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{name}: applied {applied:.0f} of {stream.count}")
+            time.sleep(0.05)
+        wait_for(lambda: sum(scrape(p).get("pulse_sink_pending_rows", 1) for p in ports) == 0,
+                 120, "sinks to drain")
+        drained = time.perf_counter() - applied_at
+        if spy is not None:
+            stop_spy(spy)
+        with psycopg.connect(run.database_url) as conn:
+            row = conn.execute("SELECT count(*), coalesce(sum(events), 0) FROM daily_metrics"
+                               ).fetchone()
+    assert first is not None
+    note = (f"{stream.count:,} events, {rejected:.0f} rejected; daily_metrics: "
+            f"{row[0] if row else 0} rows, {row[1] if row else 0:,} events; sinks drained "
+            f"{drained:.2f} s after the last event was applied")
+    return stream.count / (applied_at - first), drained, note
+
+
+def run_throughput(svc: ServiceAddresses, stream: Stream, partitions: int, work: Path,
+                   profile: Path | None = None) -> list[Figure]:
+    figures = []
+    for workers, label in ((1, PULSE_1), (2, PULSE_2)):
+        try:
+            rate, _drained, note = measure_throughput(
+                f"p{workers}", svc, stream, partitions, work, workers)
+            figures.append(Figure("pulse", label, rate, "events/s",
+                                  note=f"full pipeline, {partitions} partitions; {note}"))
+        except Exception as err:
+            figures.append(Figure("pulse", label, None, "events/s",
+                                  note=f"failed: {type(err).__name__}: {err}"[:300]))
+    if profile is not None:
+        measure_throughput("profiled", svc, stream, partitions, work, 1, profile=profile)
+    return figures
+
+
+# -- latency ---------------------------------------------------------------------------------
+
+
+def background_records(stream: Stream) -> list[tuple[bytes, bytes]]:
+    """The stream without the marker event, so the marker's counter counts markers only."""
+    out = []
+    for value, key in stream.records:
+        doc = orjson.loads(value)
+        if doc["app"] == MARKER_APP and doc["event"] == MARKER_EVENT:
+            continue
+        out.append((value, key))
+    return out
+
+
+def _cycled(records: list[tuple[bytes, bytes]]) -> Iterator[tuple[bytes, bytes]]:
+    """The records over and over; later rounds get new event ids (not dropped as duplicates)."""
+    round_ = 0
+    while True:
+        for value, key in records:
+            if round_:
+                value = value.replace(b'"event_id":"', f'"event_id":"r{round_}-'.encode(), 1)
+            yield value, key
+        round_ += 1
+
+
+class Background(threading.Thread):
+    """Open-loop load: records on a fixed schedule at `rate`/s, whatever the worker does."""
+
+    def __init__(self, bootstrap: str, topic: str, records: list[tuple[bytes, bytes]],
+                 rate: float) -> None:
+        super().__init__(daemon=True)
+        self.publisher = Publisher(bootstrap, topic)
+        self.records = records
+        self.rate = rate
+        self.halt = threading.Event()
+        self.sent = 0
+
+    def run(self) -> None:
+        started = time.perf_counter()
+        source = _cycled(self.records)
+        while not self.halt.is_set():
+            due = int((time.perf_counter() - started) * self.rate)
+            while self.sent < due:
+                value, key = next(source)
+                self.publisher.send(value, key)
+                self.sent += 1
+            time.sleep(0.005)
+        self.publisher.flush(30)
+
+
+def run_latency(svc: ServiceAddresses, stream: Stream, partitions: int, work: Path,
+                max_rate: float | None, markers: int,
+                marker_rate: float = 5.0) -> list[Figure]:
+    """publish → /metrics and publish → PostgreSQL p50/p99, open-loop at half of max_rate."""
+    if not max_rate:
+        return [Figure("latency", METRICS_P99, None, "ms",
+                       note="no Pulse, 1 worker figure to take 50% of")]
+    rate = max_rate / 2
+    run_id = uuid.uuid4().hex[:6]
+    plan = load_plans()[MARKER_APP]
+    factory = EventFactory(plan, random.Random(run_id))
+    background = background_records(stream)
+    sent: list[float] = []
+    users: list[str] = []
+    at_metrics: list[float] = []
+    at_postgres: dict[str, float] = {}
+    scrape_seconds: list[float] = []
+    with pulse_run("latency", svc, partitions, work, 1) as run:
+        port = run.ready()[0]
+        load = Background(svc.kafka_bootstrap, run.ingest_topic, background, rate)
+        # Markers leave at once (no linger): the time is the pipeline's, not the client's.
+        producer = Producer({"bootstrap.servers": svc.kafka_bootstrap, "linger.ms": 0,
+                             "acks": "all", "enable.idempotence": False})
+        halt = threading.Event()
+
+        def poll_metrics() -> None:
+            # Every 50 ms: each scrape renders the whole page in the worker's process, so
+            # scraping much faster would slow the worker it measures.
+            labels = (("app", MARKER_APP), ("event", MARKER_EVENT))
+            while not halt.is_set():
+                before = time.perf_counter()
+                seen = int(scrape_labelled(port, "pulse_events_valid_total").get(labels, 0))
+                now = time.time()
+                scrape_seconds.append(time.perf_counter() - before)
+                while len(at_metrics) < seen:
+                    at_metrics.append(now)
+                time.sleep(0.05)
+
+        def poll_postgres() -> None:
+            with psycopg.connect(run.database_url, autocommit=True) as conn:
+                while not halt.is_set():
+                    waiting = [u for u in users if u not in at_postgres]
+                    if waiting:
+                        found = conn.execute(
+                            "SELECT user_id FROM user_profiles WHERE app = %s AND "
+                            "user_id = ANY(%s)", (MARKER_APP, waiting)).fetchall()
+                        now = time.time()
+                        for (user,) in found:
+                            at_postgres[user] = now
+                    time.sleep(0.02)
+
+        pollers = [threading.Thread(target=poll_metrics, daemon=True),
+                   threading.Thread(target=poll_postgres, daemon=True)]
+        load.start()
+        try:
+            time.sleep(5.0)  # reach the steady state first
+            for poller in pollers:
+                poller.start()
+            started = time.perf_counter()
+            for i in range(markers):
+                while time.perf_counter() < started + i / marker_rate:
+                    time.sleep(0.001)
+                doc = factory.event(10**9 + i, MARKER_EVENT, datetime.now(UTC))
+                doc["event_id"] = f"marker-{run_id}-{i}"
+                users.append(doc["user_id"])
+                sent.append(time.time())
+                producer.produce(run.ingest_topic, orjson.dumps(doc),
+                                 user_key(MARKER_APP, doc["user_id"]))
+                producer.poll(0)
+            producer.flush(30)
+            with contextlib.suppress(TimeoutError):
+                wait_for(lambda: len(at_metrics) >= markers and len(at_postgres) >= markers,
+                         30, "every marker to be visible", 0.1)
+        finally:
+            halt.set()
+            load.halt.set()
+            load.join(60)
+        achieved = load.sent / max(time.perf_counter() - started + 5.0, 1e-9)
+        lag = run.total("pulse_ingest_lag_records")
+    metrics_ms = [(at_metrics[i] - sent[i]) * 1000 for i in range(min(len(at_metrics),
+                                                                       len(sent)))]
+    postgres_ms = [(at_postgres[u] - sent[i]) * 1000 for i, u in enumerate(users)
+                   if u in at_postgres]
+    note = (f"open loop at {rate:,.0f} events/s (50% of Pulse, 1 worker; sent "
+            f"{achieved:,.0f}/s), {markers} markers at {marker_rate:g}/s; ingest lag at the "
+            f"end {lag:.0f}; /metrics polled every 50 ms, a scrape took "
+            f"{1000 * sum(scrape_seconds) / max(len(scrape_seconds), 1):.0f} ms on average")
+    figures = []
+    for label, values in (("publish → /metrics", metrics_ms),
+                          ("publish → PostgreSQL", postgres_ms)):
+        missing = markers - len(values)
+        extra = f"; {missing} markers never seen" if missing else ""
+        figures.append(Figure("latency", f"{label} p50",
+                              percentile(values, 0.5) if values else None, "ms",
+                              note=f"{len(values)} markers{extra}"))
+        figures.append(Figure("latency", f"{label} p99",
+                              percentile(values, 0.99) if values else None, "ms",
+                              note=note if label.endswith("metrics") else
+                              "user_profiles row of a new user (sink flush 1 s)"))
+    return figures

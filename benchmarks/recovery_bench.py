@@ -1,0 +1,123 @@
+"""Section 7: how fast a restarted worker restores per-user state from its changelog.
+
+N user states are written straight into `<app_id>-users-changelog` as the activity agent
+writes them (raw user key → msgpack `encode_state`, partition = the user's partition);
+the states are realistic ones (generated history of every app, replicated under distinct
+user keys). Then one `pulse worker` starts and the time is taken until its /metrics shows
+`pulse_partitions_owned` > 0 and `pulse_users_tracked` == N. The same worker start with an
+empty changelog is timed too; restore time = the difference, records/s = N / restore time.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from pathlib import Path
+
+from confluent_kafka import Producer
+
+from benchmarks.harness import Figure, python, scrape
+from benchmarks.memory_bench import states_after_history
+from benchmarks.pulse_bench import PulseRun, spy_on, stop_spy
+from benchmarks.targets import RECOVERY_RATE
+from streams.app import partition_for
+from streams.envelope import user_key
+from tables.activity import encode_state
+
+
+def _templates() -> list[tuple[str, bytes]]:
+    return [(app, encode_state(state))
+            for app, states in states_after_history(60, 30).items() for state in states]
+
+
+def write_changelog(bootstrap: str, topic: str, partitions: int, users: int) -> float:
+    """Produce `users` states; the mean value size in bytes."""
+    templates = _templates()
+    producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 50, "acks": "all",
+                         "batch.num.messages": 10_000, "enable.idempotence": False,
+                         "queue.buffering.max.messages": 500_000})
+    total = 0
+    for i in range(users):
+        app, value = templates[i % len(templates)]
+        key = user_key(app, f"restore-{i}")
+        total += len(value)
+        while True:
+            try:
+                producer.produce(topic, value, key, partition=partition_for(key, partitions))
+                break
+            except BufferError:
+                producer.poll(0.05)
+        if i % 10_000 == 0:
+            producer.poll(0)
+    if producer.flush(300):
+        raise RuntimeError("changelog records were not all acknowledged")
+    return total / max(users, 1)
+
+
+def time_start(run: PulseRun, users: int, timeout: float, profile: Path | None = None,
+               ) -> float:
+    """Seconds from spawning one worker to owning partitions with `users` users tracked."""
+    started = time.perf_counter()
+    run.start(1)
+    spy = None if profile is None else spy_on(run.procs[0].pid, profile)
+    try:
+        return _wait_restored(run, users, timeout, started)
+    finally:
+        if spy is not None:
+            stop_spy(spy)
+
+
+def _wait_restored(run: PulseRun, users: int, timeout: float, started: float) -> float:
+    port = run.ports()[0]
+    deadline = time.monotonic() + timeout
+    answered = time.monotonic()
+    run.longest_silence = 0.0
+    while time.monotonic() < deadline:
+        try:
+            metrics = scrape(port)
+        except OSError:  # includes timeouts: a busy worker may not answer /metrics for a while
+            run.longest_silence = max(run.longest_silence, time.monotonic() - answered)
+            continue
+        answered = time.monotonic()
+        if metrics.get("pulse_partitions_owned", 0) > 0 and \
+                metrics.get("pulse_users_tracked", -1) == users:
+            return time.perf_counter() - started
+        if run.procs[0].poll() is not None:
+            raise RuntimeError(f"worker exited with {run.procs[0].returncode}")
+        time.sleep(0.1)
+    raise TimeoutError(f"worker did not restore {users:,} users in {timeout:.0f} s")
+
+
+def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1800,
+        profile: Path | None = None) -> list[Figure]:
+    timings = {}
+    mean_bytes = 0.0
+    silence = 0.0
+    for n in (0, users):
+        recovery = PulseRun(f"restore{n}", svc, partitions, work)  # type: ignore[arg-type]
+        try:
+            subprocess.run([python(), "-m", "streams.cli", "topics", "create"], env=recovery.env,
+                           check=True, capture_output=True, timeout=120)
+            topic = f"{recovery.env['PULSE_APP_ID']}-users-changelog"
+            produced = time.perf_counter()
+            if n:
+                mean_bytes = write_changelog(recovery.svc.kafka_bootstrap, topic, partitions, n)
+            produce_seconds = time.perf_counter() - produced
+            timings[n] = (time_start(recovery, n, timeout, profile if n else None),
+                          produce_seconds)
+            silence = recovery.longest_silence
+        finally:
+            recovery.stop()
+    empty, _ = timings[0]
+    full, produce_seconds = timings[users]
+    restore = max(full - empty, 1e-9)
+    return [
+        Figure("recovery", f"recovery time, {users:,} users", restore, "s",
+               note=f"worker start to all users tracked {full:.1f} s, minus {empty:.1f} s for "
+                    "the same start with an empty changelog; /metrics did not answer for up "
+                    f"to {silence:.0f} s meanwhile (5 s scrape timeout)"),
+        Figure("recovery", RECOVERY_RATE, users / restore, "records/s",
+               note=f"{users:,} states of {mean_bytes:.0f} B mean; {partitions} partitions; "
+                    f"written in {produce_seconds:.1f} s "
+                    f"({users / max(produce_seconds, 1e-9):,.0f} records/s)"),
+    ]
