@@ -31,6 +31,8 @@ from streams.plan import load_plans
 
 REPO = Path(__file__).resolve().parents[1]
 WEEK_MS = 7 * 24 * 3600 * 1000
+# vkusvill_bot's plan accepts raw ids: workers and validation need a pseudonymization key.
+BENCH_USER_ID_SECRET = "pulse-benchmark-user-id-secret"
 # Topic configs every topic gets: Tansu reports configs only when set at creation, and Quix
 # (and Faust's declarations) read them back with DescribeConfigs.
 DELETE_CONFIGS = {"retention.ms": str(WEEK_MS), "retention.bytes": "-1",

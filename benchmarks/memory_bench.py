@@ -33,12 +33,13 @@ from prometheus_client import CollectorRegistry
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
-from benchmarks.harness import Figure
+from benchmarks.harness import BENCH_USER_ID_SECRET, Figure
 from benchmarks.targets import RSS_PER_USER, STATE_BYTES
 from sinks.metrics import Metrics
 from streams.envelope import ValidEvent, id_hash, user_key
 from streams.generate import EventFactory, GenOptions, generate
 from streams.plan import Plan, load_plans
+from streams.privacy import Pseudonymizer
 from streams.validate import Limits, local_day, validate_record
 from tables.activity import StateConfig, UserState, apply, encode_state
 
@@ -76,7 +77,7 @@ def states_after_history(users: int, days: int, seed: int = 1,
     desk, streaks, profiles = SafetyDesk(p), StreakKeeper(p), ProfileKeeper(p)
     configs = state_configs(plans)
     now = datetime.now(UTC)
-    limits = Limits()
+    limits = Limits(ids=Pseudonymizer(BENCH_USER_ID_SECRET))
     out: dict[str, list[UserState]] = {}
     for app in apps or sorted(plans):
         states: dict[bytes, UserState] = defaultdict(UserState)

@@ -28,6 +28,7 @@ import psycopg
 from confluent_kafka import Producer
 
 from benchmarks.harness import (
+    BENCH_USER_ID_SECRET,
     Figure,
     Stream,
     create_database,
@@ -73,6 +74,8 @@ class PulseRun:
             "PULSE_KAFKA_BOOTSTRAP": self.svc.kafka_bootstrap,
             "PULSE_DATABASE_URL": database,
             "PULSE_REDIS_URL": self.svc.redis_url,
+            # vkusvill_bot accepts raw ids: workers need the pseudonymization key.
+            "PULSE_USER_ID_SECRET": os.environ.get("PULSE_USER_ID_SECRET", BENCH_USER_ID_SECRET),
             "PULSE_STATE_DIR": str(self.state_dir),
             "PULSE_APP_ID": f"bench-{suffix}",
             "PULSE_INGEST_TOPIC": self.ingest_topic,

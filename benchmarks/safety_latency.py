@@ -101,6 +101,7 @@ async def run(args: argparse.Namespace, tmp: Path) -> tuple[dict[str, float], di
     with EmbeddedServices(tmp / ".pulse") as svc:
         env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP": svc.kafka_bootstrap,
                "PULSE_DATABASE_URL": svc.database_url, "PULSE_REDIS_URL": svc.redis_url,
+               "PULSE_USER_ID_SECRET": "pulse-benchmark-user-id-secret",
                "PULSE_STATE_DIR": str(tmp / "state"), "PULSE_METRICS_PORT": "0",
                "PULSE_PLANS_DIR": str(plans), "PULSE_ALERTMANAGER_URL": am_url}
         subprocess.run([sys.executable, "-m", "streams.cli", "topics", "create"], env=env,

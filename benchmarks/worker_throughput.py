@@ -65,6 +65,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, EmbeddedServices(Path(tmp) / ".pulse") as svc:
         env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP": svc.kafka_bootstrap,
                "PULSE_DATABASE_URL": svc.database_url, "PULSE_REDIS_URL": svc.redis_url,
+               "PULSE_USER_ID_SECRET": "pulse-benchmark-user-id-secret",
                "PULSE_STATE_DIR": str(Path(tmp) / "state"), "PULSE_METRICS_PORT": "0",
                "PULSE_PARTITIONS": str(args.partitions)}
         subprocess.run([sys.executable, "-m", "streams.cli", "topics", "create"], env=env,
