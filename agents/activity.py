@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from agents.business import BusinessKeeper
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
@@ -43,6 +44,7 @@ def register(p: Pipeline) -> None:
     streaks = StreakKeeper(p)
     profiles = ProfileKeeper(p)
     triggers = TriggerKeeper(p)
+    business = BusinessKeeper(p)  # revenue and derived user properties (issue 9)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -70,6 +72,9 @@ def register(p: Pipeline) -> None:
             changed = profiled = False
             for event in user_events:
                 try:
+                    if business.on_record(state, event):  # identify/$set, not an event
+                        changed = True
+                        continue
                     newest = newest_session(state)
                     change = apply(state, event, p.state_configs[event.app])
                     if not change.duplicate:
@@ -81,6 +86,7 @@ def register(p: Pipeline) -> None:
                         streaks.on_event(state, event)
                         profiled = profiles.on_event(state, event) or profiled
                         triggers.on_event(state, event)
+                        business.on_event(part, state, event)
                 except Exception as err:  # a poison event must not stop the partition
                     dead_letter_state_error(event, err, part)
                     continue
@@ -102,6 +108,7 @@ def register(p: Pipeline) -> None:
                     p.funnel_sink.put((event.app, event.user_id, funnel), (
                         event.app, event.user_id, funnel, len(steps),
                         [datetime.fromtimestamp(ts, UTC) for ts, _ in steps]))
+            business.publish(user_events[0].app, user_events[0].user_id, state)
             if profiled:
                 profiles.publish(user_events[0].app, user_events[0].user_id, state, now)
             if changed:
@@ -204,6 +211,7 @@ def register(p: Pipeline) -> None:
         for part, users in buckets.items():
             aggregates_for(part).rebuild(users, p.settings.history_days, p.state_configs)
         desk.rebuild(crisis_states)
+        business.rebuild(buckets)
         # Profiles age while a worker is away: bring them (and the gauges) up to now.
         profiles.sweep(utc_now().timestamp(), owned,
                        lambda key: partition_for(key, p.settings.partitions))
