@@ -264,7 +264,10 @@ class BusinessKeeper:
 
         @p.app.task
         async def business_sinks() -> None:
-            await p.pool.open(wait=True)
+            # The activity agent's run_sinks opens the shared pool (two concurrent open(wait)
+            # calls trip psycopg_pool's assertion): wait for it instead.
+            while p.pool.closed:  # noqa: ASYNC110 - the pool offers no open event
+                await asyncio.sleep(0.1)
             runs = [self.revenue_sink.run(), self.props_sink.run()]
             if self.redis is not None:
                 runs.append(self.redis.run())
