@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from agents.business import BusinessKeeper
 from agents.forget import Forgetter
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
@@ -46,8 +47,9 @@ def register(p: Pipeline) -> None:
     streaks = StreakKeeper(p)
     profiles = ProfileKeeper(p)
     triggers = TriggerKeeper(p)
-    forgetter = Forgetter(p, profiles, triggers)
     residual_changelog = changelog_topic(p.settings, "residuals")
+    business = BusinessKeeper(p)  # revenue and derived user properties (issue 9)
+    forgetter = Forgetter(p, profiles, triggers, business)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -83,6 +85,9 @@ def register(p: Pipeline) -> None:
                     valid[(event.app, event.event)] += 1
                     continue
                 try:
+                    if business.on_record(state, event):  # identify/$set, not an event
+                        changed = True
+                        continue
                     newest = newest_session(state)
                     change = apply(state, event, p.state_configs[event.app])
                     if not change.duplicate:
@@ -94,6 +99,7 @@ def register(p: Pipeline) -> None:
                         streaks.on_event(state, event)
                         profiled = profiles.on_event(state, event) or profiled
                         triggers.on_event(state, event)
+                        business.on_event(part, state, event)
                 except Exception as err:  # a poison event must not stop the partition
                     dead_letter_state_error(event, err, part)
                     continue
@@ -115,6 +121,8 @@ def register(p: Pipeline) -> None:
                     p.funnel_sink.put((event.app, event.user_id, funnel), (
                         event.app, event.user_id, funnel, len(steps),
                         [datetime.fromtimestamp(ts, UTC) for ts, _ in steps]))
+            if changed or not forgotten:  # a forgotten user's rows must not come back
+                business.publish(user_events[0].app, user_events[0].user_id, state)
             if profiled:
                 profiles.publish(user_events[0].app, user_events[0].user_id, state, now)
             if changed:
@@ -229,6 +237,11 @@ def register(p: Pipeline) -> None:
                 aggregates_for(part).add(app, residual.day_deltas())
                 aggregates_for(part).add_counters(app, residual.counter_deltas())
         desk.rebuild(crisis_states)
+        business.rebuild(buckets)
+        for rkey, raw in p.residuals.data.items():
+            app, part = split_residual_key(rkey)
+            if part in owned and raw:  # forgotten users keep their share of revenue too
+                business.aggregates_for(part).add(app, decode_residual(raw).revenue_deltas())
         # Profiles age while a worker is away: bring them (and the gauges) up to now.
         profiles.sweep(utc_now().timestamp(), owned,
                        lambda key: partition_for(key, p.settings.partitions))

@@ -22,6 +22,7 @@ from tables.activity import UserState, contribution, counter_contribution, decod
 from tables.residuals import absorb, decode_residual, encode_residual, residual_key
 
 if TYPE_CHECKING:
+    from agents.business import BusinessKeeper
     from agents.profiles import ProfileKeeper
     from agents.triggers import TriggerKeeper
     from streams.app import Pipeline
@@ -31,10 +32,12 @@ DAY = 86400.0
 
 
 class Forgetter:
-    def __init__(self, p: Pipeline, profiles: ProfileKeeper, triggers: TriggerKeeper) -> None:
+    def __init__(self, p: Pipeline, profiles: ProfileKeeper, triggers: TriggerKeeper,
+                 business: BusinessKeeper) -> None:
         self.p = p
         self.profiles = profiles
         self.triggers = triggers
+        self.business = business
 
     def forget(self, app: str, user_id: str, part: int, state: UserState, now: float,
                reason: str) -> tuple[bytes, bytes]:
@@ -46,7 +49,8 @@ class Forgetter:
         raw = p.residuals.data.get(rkey)
         oldest = p.today(datetime.fromtimestamp(now, UTC))[app] - history + 1
         residual = absorb(decode_residual(raw) if raw else None, contribution(state, history),
-                          counter_contribution(state, p.state_configs[app]), oldest)
+                          counter_contribution(state, p.state_configs[app]), oldest,
+                          self.business.revenue_of(app, state))
         value = encode_residual(residual)
         p.residuals.data[rkey] = value
         self.drop_pending(app, user_id)
@@ -62,12 +66,14 @@ class Forgetter:
     def drop_pending(self, app: str, user_id: str) -> None:
         """Rows of the user still waiting in a sink would bring them back after the delete."""
         for sink in (self.p.streak_sink, self.p.funnel_sink, self.p.profile_sink,
-                     self.p.trigger_sink):
+                     self.p.trigger_sink, self.business.props_sink):
             if sink is None:
                 continue
             for key in [k for k, row in sink.pending.items() if row[sink.user_columns[0]] == app
                         and row[sink.user_columns[1]] == user_id]:
                 del sink.pending[key]
+        if self.business.redis is not None:  # the same hash, its own fields
+            self.business.redis.pending.pop((app, user_id), None)
 
     def expired(self, owned: set[int], partition_of: Callable[[bytes], int],
                 now: float) -> list[tuple[bytes, int, str, str, UserState]]:

@@ -167,3 +167,25 @@ class Metrics:
             registry=r)
         # process_* (CPU, resident memory, open fds, start time) for the worker-health panels.
         ProcessCollector(registry=r)
+
+
+
+class RevenueMetrics:
+    """Issue 9's gauges, per app and plan (bounded by the plans), for this worker's partitions:
+    sum over workers. On the registry of the worker's Metrics."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        r = registry
+        self.mrr = Gauge(
+            "pulse_revenue_mrr", "Monthly recurring revenue at the end of the app's current "
+            "local day, in the plan's currency", ["app", "plan"], registry=r)
+        self.users = Gauge(
+            "pulse_revenue_users", "Users in each plan now (the free plan: known users not "
+            "paying)", ["app", "plan"], registry=r)
+        self.b2b_arr = Gauge(
+            "pulse_revenue_b2b_arr", "B2B annual recurring revenue: 12 x the b2b plans' MRR",
+            ["app"], registry=r)
+        self.month = Gauge(
+            "pulse_revenue_month_to_date", "This local month so far, per plan: joined, "
+            "new_paid, churned_paid, trial_started, trial_converted, trial_ended, revenue, "
+            "payments_failed", ["app", "plan", "measure"], registry=r)

@@ -272,7 +272,8 @@ def user_trigger_sink(pool: AsyncConnectionPool, metrics: Metrics,
 
 # Per-user rows a forgotten user leaves: deleted. Crisis incidents stay, as the audit fact
 # that an incident existed (seed 000 §7), under an anonymous user hash.
-FORGET_TABLES = ("user_profiles", "user_triggers", "user_streaks", "user_funnels")
+FORGET_TABLES = ("user_profiles", "user_triggers", "user_streaks", "user_funnels",
+                 "user_properties")
 FORGOTTEN_HASH = "forgotten"
 
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from streams import generate_business as business
 from streams.plan import CONTROL_GROUP, Plan, PropertySpec
 from tables.funnels import Condition
 
@@ -40,12 +41,15 @@ class EventFactory:
         self.rng = rng
         # Everything a user does (a plan may count only some of it as activity, like
         # onepercent's session_start); sessions open with session_start where it exists.
+        managed = business.managed_events(plan)  # generated as journeys (issue 9)
         self.user_events = sorted(n for n, e in plan.events.items() if e.actor == "user"
-                                  and n not in (plan.registration.event, "session_start"))
+                                  and n not in (plan.registration.event, "session_start")
+                                  and n not in managed)
         self.habits = sorted(plan.streak_types)
-        # Not Pulse's control events: a generated user_deleted would forget the user.
+        # Not Pulse's control events (a generated user_deleted would forget the user), nor
+        # the events the business journeys generate themselves.
         others = [n for n, e in plan.events.items() if e.actor != "user"
-                  and e.group != CONTROL_GROUP]
+                  and e.group != CONTROL_GROUP and n not in managed]
         self.other_events = sorted(others)
         # Popularity: a few events dominate, as in real products (Zipf-like weights).
         self.weights = [1.0 / (i + 1) for i in range(len(self.user_events))]
@@ -167,6 +171,27 @@ def _registration(factory: EventFactory, user: int, ts: datetime) -> list[dict[s
     return [factory.event(user, plan.registration.event, ts, registration=True)]
 
 
+def _journeys(factory: EventFactory, rng: random.Random, user: int, signup: datetime,
+              end: datetime) -> list[dict[str, Any]]:
+    plan = factory.plan
+
+    def make(name: str, ts: datetime, props: dict[str, Any]) -> dict[str, Any]:
+        doc = factory.event(user, name, ts)
+        doc["properties"] = {k: v for k, v in doc["properties"].items()
+                             if k in plan.standard_properties} | props
+        platform = doc["properties"].get("platform")
+        if isinstance(platform, str):
+            doc["platform"] = platform
+        return doc
+
+    out = []
+    if plan.revenue is not None:
+        out += business.subscription_journey(plan, rng, signup, end, make)
+    if "total_rebate_earned" in plan.user_properties:
+        out += business.rebate_journey(plan, rng, signup, end, make)
+    return out
+
+
 def generate(plan: Plan, options: GenOptions) -> Iterator[dict[str, Any]]:
     """Events of `options.users` users over the last `options.days` local days, in delivery
     order (time order, except for requested late arrivals and duplicates)."""
@@ -177,6 +202,9 @@ def generate(plan: Plan, options: GenOptions) -> Iterator[dict[str, Any]]:
     first_day = (end.astimezone(tz) - timedelta(days=options.days - 1)).replace(
         hour=0, minute=0, second=0, microsecond=0)
     events: list[dict[str, Any]] = []
+    # Subscription and rebate journeys draw from their own stream: other apps' traffic, and
+    # the activity of these apps' users, stay what they were for a given seed.
+    journeys = random.Random(f"{plan.app}:{options.seed}:business")
     for user in range(options.users):
         profile = rng.choices(PROFILES, [w for _, w, _ in PROFILES])[0]
         _, _, p_active = profile
@@ -198,6 +226,8 @@ def generate(plan: Plan, options: GenOptions) -> Iterator[dict[str, Any]]:
                     start += timedelta(seconds=rng.randint(5, 60))
                 keeps_habit = habit if i == 0 and rng.random() < 0.85 else None
                 events.extend(factory.session(user, start, keeps_habit))
+                if offset == signup and i == 0:
+                    events.extend(_journeys(factory, journeys, user, start, end))
     events = [e for e in events if datetime.fromisoformat(e["timestamp"]) <= end]
     events.sort(key=lambda e: datetime.fromisoformat(e["timestamp"]))
     return iter(_deliver(events, options, rng))

@@ -19,13 +19,16 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import msgspec
 import yaml
 
+from streams import plan_business
 from streams.errors import PlanError
 from tables.counters import CounterConfig
 from tables.crisis import LEVELS, SafetyConfig
 from tables.funnels import FunnelConfig
 from tables.profile import ProfileConfig
+from tables.revenue import RevenueConfig
 from tables.streaks import StreakConfig
 from tables.triggers import TriggerConfig
+from tables.user_props import PropertyRule
 
 PLANS_DIR = Path(__file__).parent / "plans"
 
@@ -133,6 +136,8 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     profile: ProfileConfig | None = None
     triggers: TriggerConfig | None = None
     description: str = ""
+    revenue: RevenueConfig | None = None  # subscription revenue (issue 9)
+    user_properties: dict[str, PropertyRule] = {}  # derived user properties (seed 002 §2)
 
 
 @dataclass(frozen=True)
@@ -173,6 +178,8 @@ class Plan:
     # event name → the streak types it counts for
     streak_types: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     triggers: TriggerConfig | None = None
+    revenue: RevenueConfig | None = None
+    user_properties: Mapping[str, PropertyRule] = field(default_factory=dict)
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -420,6 +427,10 @@ def load_plan(path: Path) -> Plan:
 
     if spec.triggers is not None:
         _check_triggers(spec.triggers, events, spec.streaks, carried, loc, file)
+    if spec.revenue is not None:
+        plan_business.check_revenue(spec.revenue, events, carried, loc, file)
+    plan_business.check_user_properties(spec.user_properties, events, activity, carried, loc,
+                                        file)
 
     return Plan(
         app=spec.app,
@@ -444,6 +455,8 @@ def load_plan(path: Path) -> Plan:
         funnels=spec.funnels,
         profile=spec.profile,
         triggers=spec.triggers,
+        revenue=spec.revenue,
+        user_properties=spec.user_properties,
     )
 
 

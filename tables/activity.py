@@ -23,8 +23,10 @@ from tables.funnels import apply_event as funnel_event
 from tables.funnels import contribution as funnel_contribution
 from tables.funnels import reached as funnel_reached
 from tables.profile import ProfileInputs
+from tables.revenue import RevenueState
 from tables.streaks import StreakState
 from tables.triggers import TriggerState
+from tables.user_props import PropsState
 
 # Aggregate columns, in the order of `daily_metrics`.
 DAU, WAU, MAU, NEW_USERS, SESSIONS, EVENTS = range(6)
@@ -95,6 +97,9 @@ class UserState(msgspec.Struct, array_like=True):
     profile: ProfileInputs | None = None
     # Re-engagement trigger bookkeeping (seed 001); absent in states written before it.
     triggers: TriggerState | None = None
+    # Issue 9: subscription log and derived user properties; absent in older states.
+    revenue: RevenueState | None = None
+    props: PropsState | None = None
 
     @property
     def active(self) -> int:

@@ -19,12 +19,17 @@ class Residual(msgspec.Struct, array_like=True):
     days: list[tuple[int, int, int]] = msgspec.field(default_factory=list)
     # [counter key, local day, millionths]: plan counters and funnel counts.
     counters: list[tuple[str, int, int]] = msgspec.field(default_factory=list)
+    # [local day, plan, columns]: revenue rows (tables.revenue), kept whole (months matter).
+    revenue: list[tuple[int, str, list[int]]] = msgspec.field(default_factory=list)
 
     def day_deltas(self) -> dict[tuple[int, int], int]:
         return {(column, day): amount for column, day, amount in self.days}
 
     def counter_deltas(self) -> dict[tuple[str, int], int]:
         return {(key, day): amount for key, day, amount in self.counters}
+
+    def revenue_deltas(self) -> dict[tuple[int, str], list[int]]:
+        return {(day, plan): list(values) for day, plan, values in self.revenue}
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -49,7 +54,8 @@ def split_residual_key(key: bytes) -> tuple[str, int]:
 
 
 def absorb(residual: Residual | None, days: Mapping[tuple[int, int], int],
-           counters: Mapping[tuple[str, int], int], oldest_day: int) -> Residual:
+           counters: Mapping[tuple[str, int], int], oldest_day: int,
+           revenue: Mapping[tuple[int, str], list[int]] | None = None) -> Residual:
     """Add one forgotten user's contribution; days before `oldest_day` are dropped, as no
     aggregate of them is maintained any more (the same horizon as user state)."""
     merged_days = residual.day_deltas() if residual else {}
@@ -58,8 +64,14 @@ def absorb(residual: Residual | None, days: Mapping[tuple[int, int], int],
     merged_counters = residual.counter_deltas() if residual else {}
     for counted, amount in counters.items():
         merged_counters[counted] = merged_counters.get(counted, 0) + amount
+    merged_revenue = residual.revenue_deltas() if residual else {}
+    for row, values in (revenue or {}).items():
+        old = merged_revenue.get(row) or [0] * len(values)
+        merged_revenue[row] = [a + b for a, b in zip(old, values, strict=True)]
     return Residual(
         sorted((column, day, amount) for (column, day), amount in merged_days.items()
                if amount and day >= oldest_day),
         sorted((key, day, amount) for (key, day), amount in merged_counters.items()
-               if amount and day >= oldest_day))
+               if amount and day >= oldest_day),
+        sorted((day, plan, values) for (day, plan), values in merged_revenue.items()
+               if any(values)))

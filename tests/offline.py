@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Iterator
-from datetime import date, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -220,3 +220,155 @@ def recompute_funnels(events: Iterable[dict[str, Any]],
                 out[(app, cohort, f"funnel:{name}:cohort", label)] += 1
                 out[(app, ts.astimezone(plan.tz).date(), f"funnel:{name}:daily", label)] += 1
     return dict(out)
+
+
+# ---- issue 9: revenue and cryptorebate user properties, recomputed naively ------------------
+
+REVENUE_FLOWS = ("joined", "new_paid", "churned_paid", "trial_started", "trial_converted",
+                 "trial_ended", "revenue", "payments_failed")
+
+
+def recompute_revenue(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
+                      through: dict[str, date]) -> dict[tuple[str, date, str], dict[str, Any]]:
+    """(app, day, plan) → mrr, users and the day's flows, by replaying each user's
+    subscription events in time order and asking, for every day, where each user stood."""
+    per_user: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    first: dict[tuple[str, str], date] = {}
+    for doc in unique(events):
+        plan = plans[doc["app"]]
+        if plan.revenue is None:
+            continue
+        user = (doc["app"], doc["user_id"])
+        day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
+        first[user] = min(first.get(user, day), day)
+        if doc["event"] in plan.revenue.events:
+            per_user[user].append(doc)
+    out: dict[tuple[str, date, str], dict[str, Any]] = {}
+
+    def row(app: str, day: date, tier: str) -> dict[str, Any]:
+        return out.setdefault((app, day, tier), {"mrr": Decimal(0), "users": 0, **{
+            f: Decimal(0) if f == "revenue" else 0 for f in REVENUE_FLOWS}})
+
+    for user, joined in first.items():
+        app = user[0]
+        plan = plans[app]
+        cfg = plan.revenue
+        assert cfg is not None
+        row(app, joined, cfg.free_plan)["joined"] += 1
+        # (day, plan or free, monthly price) after each change, and the flows.
+        timeline: list[tuple[date, str, Decimal]] = [(joined, cfg.free_plan, Decimal(0))]
+        current, price, trial = cfg.free_plan, Decimal(0), None
+        docs = sorted(per_user.get(user, []), key=lambda d: datetime.fromisoformat(
+            d["timestamp"]))
+        for doc in docs:
+            spec = cfg.events[doc["event"]]
+            props = doc.get("properties", {})
+            day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
+            tier = props.get(spec.plan, "") if spec.plan else ""
+            amount = Decimal(str(props[spec.amount])) if spec.amount and spec.amount in props \
+                else None
+            paying = current != cfg.free_plan
+            if spec.action == "trial_started" and not paying and trial is None:
+                trial = tier
+                row(app, day, tier)["trial_started"] += 1
+            elif spec.action == "trial_ended" and trial is not None:
+                row(app, day, trial)["trial_ended"] += 1
+                if props.get(spec.converted or ""):
+                    row(app, day, trial)["trial_converted"] += 1
+                trial = None
+            elif spec.action in ("activated", "renewed"):
+                if not paying:
+                    row(app, day, tier)["new_paid"] += 1
+                    if trial is not None:
+                        row(app, day, trial)["trial_ended"] += 1
+                        row(app, day, trial)["trial_converted"] += 1
+                        trial = None
+                current, price = tier, amount if amount is not None else price
+                timeline.append((day, current, price))
+                if not cfg.cash_from_payments and amount is not None:
+                    row(app, day, tier)["revenue"] += amount
+            elif spec.action == "cancelled" and paying:
+                row(app, day, current)["churned_paid"] += 1
+                current, price = cfg.free_plan, Decimal(0)
+                timeline.append((day, current, price))
+            elif spec.action == "payment" and amount is not None:
+                row(app, day, tier or cfg.free_plan)["revenue"] += amount
+            elif spec.action == "payment_failed":
+                row(app, day, tier or cfg.free_plan)["payments_failed"] += 1
+        day = joined
+        while day <= through[app]:
+            standing = [t for t in timeline if t[0] <= day][-1]
+            r = row(app, day, standing[1])
+            r["users"] += 1
+            r["mrr"] += standing[2]
+            day += timedelta(days=1)
+    return out
+
+
+def recompute_crypto_properties(events: Iterable[dict[str, Any]], plan: Plan,
+                                identifies: Iterable[dict[str, Any]] = ()
+                                ) -> dict[str, dict[str, Any]]:
+    """Seed 002 §2 from the events, written out again: user → properties."""
+    users: dict[str, dict[str, Any]] = defaultdict(lambda: {
+        "signup": None, "activation": None, "exchanges": set(), "volume": Decimal(0),
+        "earned": Decimal(0), "withdrawn": Decimal(0), "last": None,
+        "platforms": defaultdict(list), "method": None, "source": None, "country": None,
+        "language": None})
+    for doc in unique(events):
+        if doc["app"] != plan.app:
+            continue
+        u = users[doc["user_id"]]
+        ts = datetime.fromisoformat(doc["timestamp"])
+        props = doc.get("properties", {})
+        name = doc["event"]
+        if name == "user_signed_up" and (u["signup"] is None or ts < u["signup"][0]):
+            u["signup"] = (ts, props.get("method"), props.get("source"))
+        if name == "first_trade_detected" and (u["activation"] is None or ts < u["activation"]):
+            u["activation"] = ts
+        if name == "exchange_signup_confirmed":
+            u["exchanges"].add(props["exchange_name"])
+        if name == "rebate_calculated":
+            u["volume"] += Decimal(str(props["trading_volume_usd"]))
+            u["earned"] += Decimal(str(props["trader_share_usd"]))
+        if name == "withdrawal_completed":
+            u["withdrawn"] += Decimal(str(props["amount_usd"]))
+        if name in plan.activity_events:
+            u["last"] = max(u["last"] or ts, ts)
+            u["platforms"][props.get("platform") or doc.get("platform")].append(ts)
+    for doc in identifies:
+        u = users[doc["user_id"]]
+        ts = datetime.fromisoformat(doc["timestamp"])
+        for key in ("country", "language"):
+            if key in doc.get("set", {}):
+                old = u[key]
+                newer = old is None or (ts < old[0] if key == "country" else ts >= old[0])
+                if newer:
+                    u[key] = (ts, doc["set"][key])
+
+    def iso(ts: datetime | None) -> str | None:
+        if ts is None:
+            return None
+        return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+    out = {}
+    for user, u in users.items():
+        platforms = u["platforms"]
+        preferred = max(platforms, key=lambda p: (len(platforms[p]), max(platforms[p]), p)) \
+            if platforms else None
+        signup = u["signup"]
+        out[user] = {
+            "signup_date": iso(signup[0]) if signup else None,
+            "signup_method": signup[1] if signup else None,
+            "signup_source": signup[2] if signup else None,
+            "is_activated": u["activation"] is not None,
+            "activation_date": iso(u["activation"]),
+            "exchanges_list": sorted(u["exchanges"]), "exchanges_count": len(u["exchanges"]),
+            "total_trading_volume": float(u["volume"]),
+            "total_rebate_earned": float(u["earned"]),
+            "total_withdrawn": float(u["withdrawn"]),
+            "available_balance": float(u["earned"] - u["withdrawn"]),
+            "last_active_date": iso(u["last"]), "preferred_platform": preferred,
+            "country": u["country"][1] if u["country"] else None,
+            "language": u["language"][1] if u["language"] else None,
+        }
+    return out

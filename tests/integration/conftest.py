@@ -248,6 +248,7 @@ def pulse_env(services: ServiceAddresses, tmp_path: Path) -> Iterator[PulseEnv]:
         "PULSE_DERIVED_TOPIC": f"derived-{suffix}",
         "PULSE_ALERTS_TOPIC": f"alerts-{suffix}",
         "PULSE_TRIGGERS_TOPIC": f"triggers-{suffix}",
+        "PULSE_USER_PROPERTIES_TOPIC": f"user-properties-{suffix}",
         "PULSE_METRICS_PORT": "0",
         "PULSE_PARTITIONS": "4",
         "PULSE_SINK_FLUSH_SECONDS": "0.2",
