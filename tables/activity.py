@@ -246,8 +246,11 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
             for sign, steps in ((-1, before), (1, after)):
                 for where, amount in funnel_contribution(name, funnel, steps).items():
                     change.counters[where] = change.counters.get(where, 0) + sign * amount
-    if change.counters:
-        change.counters = {k: v for k, v in change.counters.items() if v}
+    if change.funnels:
+        # Funnel shares that moved and came back net to zero: no row for them. A plan counter
+        # that summed a zero (e.g. 0 tokens) keeps its row: the event happened that day.
+        change.counters = {k: v for k, v in change.counters.items()
+                           if v or k[0] in counted}
     if event.activity:
         if not is_active(state, day):
             _add(deltas, DAU, day, 1)
