@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 import orjson
 
+from agents.business_gauges import BusinessGauges
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
@@ -43,6 +44,7 @@ def register(p: Pipeline) -> None:
     streaks = StreakKeeper(p)
     profiles = ProfileKeeper(p)
     triggers = TriggerKeeper(p)
+    BusinessGauges(p)  # funnel-week and crisis-review gauges, on their own timer
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
