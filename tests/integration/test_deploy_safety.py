@@ -197,7 +197,9 @@ def test_dashboard_structure() -> None:
                         ("SLA breaches", "timeseries"), ("Detections by level", "timeseries"),
                         ("Escalations by action", "piechart"), ("Declines", "timeseries"),
                         ("Anomalies by kind", "timeseries"),
-                        ("Alerts sent by receiver/status", "timeseries")]:
+                        ("Alerts sent by receiver/status", "timeseries"),
+                        ("Detection quality (reviews, last 7 days)", "timeseries"),
+                        ("Reviews today by verdict", "stat")]:
         assert titles[title]["type"] == kind, title
     steps = lambda title: [s["value"] for s in  # noqa: E731
                            titles[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
@@ -209,6 +211,11 @@ def test_dashboard_structure() -> None:
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
     assert len(expressions(board)) >= 11
+    quality = titles["Detection quality (reviews, last 7 days)"]
+    assert quality["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert 0.95 in steps("Detection quality (reviews, last 7 days)")  # seed 000 recall target
+    assert [t["legendFormat"] for t in quality["targets"]] == [
+        "precision", "recall", "false-negative rate"]
 
 
 @pytest.fixture(scope="module")
