@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import orjson
 
 from agents.business_gauges import BusinessGauges
+from agents.experiments import ExperimentKeeper
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
@@ -45,6 +46,7 @@ def register(p: Pipeline) -> None:
     profiles = ProfileKeeper(p)
     triggers = TriggerKeeper(p)
     BusinessGauges(p)  # funnel-week and crisis-review gauges, on their own timer
+    experiments = ExperimentKeeper(p)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -83,6 +85,7 @@ def register(p: Pipeline) -> None:
                         streaks.on_event(state, event)
                         profiled = profiles.on_event(state, event) or profiled
                         triggers.on_event(state, event)
+                        experiments.on_event(state, event, agg)
                 except Exception as err:  # a poison event must not stop the partition
                     dead_letter_state_error(event, err, part)
                     continue
@@ -205,6 +208,7 @@ def register(p: Pipeline) -> None:
         p.aggregates.clear()
         for part, users in buckets.items():
             aggregates_for(part).rebuild(users, p.settings.history_days, p.state_configs)
+        experiments.rebuild(buckets, aggregates_for)
         desk.rebuild(crisis_states)
         # Profiles age while a worker is away: bring them (and the gauges) up to now.
         profiles.sweep(utc_now().timestamp(), owned,

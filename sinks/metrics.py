@@ -174,3 +174,21 @@ class Metrics:
             "pulse_crisis_reviews", "Crisis reviews by verdict over the local days of the window "
             "(this worker's partitions; sum over workers)", ["app", "verdict", "window"],
             registry=r)
+        # A/B experiments declared in the plans (tables.experiments), all exposure days summed.
+        # Per-worker sums: means, variances and p-values are computed from the sums over
+        # workers (`pulse report --section experiments` does the tests).
+        self.experiment_users = Gauge(
+            "pulse_experiment_users", "Users per experiment variant: exposed, converted "
+            "(conversion metrics) or with_metric (mean metrics) (this worker's partitions)",
+            ["app", "experiment", "variant", "measure"], registry=r)
+        self.experiment_metric_sum = Gauge(
+            "pulse_experiment_metric_sum", "Σ of the per-user metric means of a mean-metric "
+            "experiment variant (this worker's partitions)",
+            ["app", "experiment", "variant"], registry=r)
+        self.experiment_metric_sum_squares = Gauge(
+            "pulse_experiment_metric_sum_squares", "Σ of the squared per-user metric means "
+            "(variance = (Σx² − (Σx)²/n) / (n − 1) over workers)",
+            ["app", "experiment", "variant"], registry=r)
+        self.experiment_target_users = Gauge(
+            "pulse_experiment_target_users", "The plan's target sample size per variant",
+            ["app", "experiment"], registry=r)

@@ -17,6 +17,7 @@ import msgspec
 from streams.envelope import ValidEvent
 from tables.counters import CounterConfig, contributions
 from tables.crisis import CrisisState
+from tables.experiments import ExperimentState
 from tables.funnels import FunnelConfig, FunnelState
 from tables.funnels import apply_event as funnel_event
 from tables.funnels import contribution as funnel_contribution
@@ -92,6 +93,9 @@ class UserState(msgspec.Struct, array_like=True):
     profile: ProfileInputs | None = None
     # Re-engagement trigger bookkeeping (seed 001); absent in states written before it.
     triggers: TriggerState | None = None
+    # A/B experiments (seed 000 §6): first exposure and outcome per experiment name; absent in
+    # states written before it (tables.experiments).
+    experiments: dict[str, ExperimentState] | None = None
 
 
 @dataclass
