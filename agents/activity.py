@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from agents.business import BusinessKeeper
+from agents.business_gauges import BusinessGauges
+from agents.experiments import ExperimentKeeper
 from agents.forget import Forgetter
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
@@ -49,7 +51,9 @@ def register(p: Pipeline) -> None:
     triggers = TriggerKeeper(p)
     residual_changelog = changelog_topic(p.settings, "residuals")
     business = BusinessKeeper(p)  # revenue and derived user properties (issue 9)
-    forgetter = Forgetter(p, profiles, triggers, business)
+    BusinessGauges(p)  # funnel-week and crisis-review gauges, on their own timer
+    experiments = ExperimentKeeper(p)
+    forgetter = Forgetter(p, profiles, triggers, business, experiments)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -100,6 +104,7 @@ def register(p: Pipeline) -> None:
                         profiled = profiles.on_event(state, event) or profiled
                         triggers.on_event(state, event)
                         business.on_event(part, state, event)
+                        experiments.on_event(state, event, agg)
                 except Exception as err:  # a poison event must not stop the partition
                     dead_letter_state_error(event, err, part)
                     continue
@@ -236,6 +241,7 @@ def register(p: Pipeline) -> None:
                 residual = decode_residual(raw)
                 aggregates_for(part).add(app, residual.day_deltas())
                 aggregates_for(part).add_counters(app, residual.counter_deltas())
+        experiments.rebuild(buckets, aggregates_for)
         desk.rebuild(crisis_states)
         business.rebuild(buckets)
         for rkey, raw in p.residuals.data.items():

@@ -23,6 +23,7 @@ from tables.residuals import absorb, decode_residual, encode_residual, residual_
 
 if TYPE_CHECKING:
     from agents.business import BusinessKeeper
+    from agents.experiments import ExperimentKeeper
     from agents.profiles import ProfileKeeper
     from agents.triggers import TriggerKeeper
     from streams.app import Pipeline
@@ -33,11 +34,12 @@ DAY = 86400.0
 
 class Forgetter:
     def __init__(self, p: Pipeline, profiles: ProfileKeeper, triggers: TriggerKeeper,
-                 business: BusinessKeeper) -> None:
+                 business: BusinessKeeper, experiments: ExperimentKeeper) -> None:
         self.p = p
         self.profiles = profiles
         self.triggers = triggers
         self.business = business
+        self.experiments = experiments
 
     def forget(self, app: str, user_id: str, part: int, state: UserState, now: float,
                reason: str) -> tuple[bytes, bytes]:
@@ -48,9 +50,11 @@ class Forgetter:
         rkey = residual_key(app, part)
         raw = p.residuals.data.get(rkey)
         oldest = p.today(datetime.fromtimestamp(now, UTC))[app] - history + 1
+        counters = counter_contribution(state, p.state_configs[app])
+        for at, amount in self.experiments.counters_of(app, state).items():
+            counters[at] = counters.get(at, 0) + amount
         residual = absorb(decode_residual(raw) if raw else None, contribution(state, history),
-                          counter_contribution(state, p.state_configs[app]), oldest,
-                          self.business.revenue_of(app, state))
+                          counters, oldest, self.business.revenue_of(app, state))
         value = encode_residual(residual)
         p.residuals.data[rkey] = value
         self.drop_pending(app, user_id)

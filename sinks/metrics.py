@@ -167,7 +167,37 @@ class Metrics:
             registry=r)
         # process_* (CPU, resident memory, open fds, start time) for the worker-health panels.
         ProcessCollector(registry=r)
-
+        # ---- business metrics (issue 9) -------------------------------------------------------
+        # Funnel cohorts of the settled week (tables.cohort_week): with step 0 this gives weekly
+        # activation = step 1 / step 0 (seed 003: ton18's onboarding within 7 days of signup).
+        self.funnel_week_users = Gauge(
+            "pulse_funnel_week_cohort_users", "Users of the latest seven cohort days whose "
+            "funnel windows have elapsed who reached the step (this worker's partitions; sum "
+            "over workers)", ["app", "funnel", "step", "event"], registry=r)
+        # Crisis reviews (tables.detection_quality) on the current local day (1d) and the last
+        # seven (7d); precision/recall/FNR are ratios of sums over workers (rules/safety.yml).
+        self.crisis_reviews = Gauge(
+            "pulse_crisis_reviews", "Crisis reviews by verdict over the local days of the window "
+            "(this worker's partitions; sum over workers)", ["app", "verdict", "window"],
+            registry=r)
+        # A/B experiments declared in the plans (tables.experiments), all exposure days summed.
+        # Per-worker sums: means, variances and p-values are computed from the sums over
+        # workers (`pulse report --section experiments` does the tests).
+        self.experiment_users = Gauge(
+            "pulse_experiment_users", "Users per experiment variant: exposed, converted "
+            "(conversion metrics) or with_metric (mean metrics) (this worker's partitions)",
+            ["app", "experiment", "variant", "measure"], registry=r)
+        self.experiment_metric_sum = Gauge(
+            "pulse_experiment_metric_sum", "Σ of the per-user metric means of a mean-metric "
+            "experiment variant (this worker's partitions)",
+            ["app", "experiment", "variant"], registry=r)
+        self.experiment_metric_sum_squares = Gauge(
+            "pulse_experiment_metric_sum_squares", "Σ of the squared per-user metric means "
+            "(variance = (Σx² − (Σx)²/n) / (n − 1) over workers)",
+            ["app", "experiment", "variant"], registry=r)
+        self.experiment_target_users = Gauge(
+            "pulse_experiment_target_users", "The plan's target sample size per variant",
+            ["app", "experiment"], registry=r)
 
 
 class RevenueMetrics:

@@ -220,7 +220,8 @@ null = unknown (e.g. retention whose day has not come, or change from 0).
               help="registration cohorts by day or by ISO week")
 @click.option("--section", "sections", multiple=True,
               type=click.Choice(["overview", "cohorts", "funnel", "segments", "churn_risk",
-                                 "paying_users", "costs", "daily", "crisis"]),
+                                 "paying_users", "costs", "daily", "crisis",
+                                 "experiments"]),
               help="only these sections (repeatable; default: all)")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 @settings_options

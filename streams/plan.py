@@ -23,6 +23,7 @@ from streams import plan_business
 from streams.errors import PlanError
 from tables.counters import CounterConfig
 from tables.crisis import LEVELS, SafetyConfig
+from tables.experiments import ExperimentConfig
 from tables.funnels import FunnelConfig
 from tables.profile import ProfileConfig
 from tables.revenue import RevenueConfig
@@ -138,6 +139,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     description: str = ""
     revenue: RevenueConfig | None = None  # subscription revenue (issue 9)
     user_properties: dict[str, PropertyRule] = {}  # derived user properties (seed 002 §2)
+    experiments: dict[str, ExperimentConfig] = {}
 
 
 @dataclass(frozen=True)
@@ -180,6 +182,7 @@ class Plan:
     triggers: TriggerConfig | None = None
     revenue: RevenueConfig | None = None
     user_properties: Mapping[str, PropertyRule] = field(default_factory=dict)
+    experiments: Mapping[str, ExperimentConfig] = field(default_factory=dict)
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -431,6 +434,7 @@ def load_plan(path: Path) -> Plan:
         plan_business.check_revenue(spec.revenue, events, carried, loc, file)
     plan_business.check_user_properties(spec.user_properties, events, activity, carried, loc,
                                         file)
+    _check_experiments(spec.experiments, events, carried, loc, file)
 
     return Plan(
         app=spec.app,
@@ -457,6 +461,7 @@ def load_plan(path: Path) -> Plan:
         triggers=spec.triggers,
         revenue=spec.revenue,
         user_properties=spec.user_properties,
+        experiments=spec.experiments,
     )
 
 
@@ -564,3 +569,47 @@ def load_plans(
             raise PlanError(str(file), None, f"app {plan.app!r} is defined twice")
         plans[plan.app] = plan
     return plans
+
+
+def _check_experiments(experiments: Mapping[str, ExperimentConfig],
+                       events: Mapping[str, EventSpec], carried: dict[str, tuple[str, ...]],
+                       loc: _Located, file: str) -> None:
+    """Experiments name real events and properties, at least two distinct variants and a
+    positive target; exposure events carry `experiment` and `variant`, mean metrics their
+    property."""
+    def carry(event: str, *props: str) -> None:
+        carried[event] = tuple(dict.fromkeys([*carried.get(event, ()), *props]))
+
+    for name, cfg in experiments.items():
+        where = ("experiments", name)
+        if not _NAME.match(name):
+            raise PlanError(file, loc.line(*where), f"experiment {name!r}: snake_case name")
+        if len(cfg.variants) < 2 or len(set(cfg.variants)) != len(cfg.variants):
+            raise PlanError(file, loc.line(*where, "variants"),
+                            f"experiment {name}: at least two distinct variants")
+        if cfg.sample_size < 1:
+            raise PlanError(file, loc.line(*where, "sample_size"),
+                            f"experiment {name}: sample_size must be positive")
+        for i, exposure in enumerate(cfg.exposure_events):
+            props = events[exposure].properties if exposure in events else {}
+            if "experiment" not in props or "variant" not in props:
+                raise PlanError(file, loc.line(*where, "exposure_events", i),
+                                f"experiment {name}: exposure event {exposure!r} must be an "
+                                "event of this plan with `experiment` and `variant` properties")
+            carry(exposure, "experiment", "variant")
+        metric = cfg.metric
+        if metric.event not in events:
+            raise PlanError(file, loc.line(*where, "metric", "event"),
+                            f"experiment {name}: metric event {metric.event!r} is not an event "
+                            "of this plan")
+        if metric.kind == "conversion" and (metric.within_days is None
+                                            or metric.within_days <= 0):
+            raise PlanError(file, loc.line(*where, "metric"),
+                            f"experiment {name}: a conversion metric needs within_days > 0")
+        if metric.kind == "mean":
+            spec = events[metric.event].properties.get(metric.property or "")
+            if spec is None or spec.type not in ("integer", "number"):
+                raise PlanError(file, loc.line(*where, "metric", "property"),
+                                f"experiment {name}: {metric.property!r} is not a numeric "
+                                f"property of {metric.event}")
+            carry(metric.event, metric.property or "")

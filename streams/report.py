@@ -16,10 +16,11 @@ import psycopg
 
 from streams import report_queries as q
 from streams.plan import Plan
+from streams.report_experiments import experiment_section
 from streams.report_period import Period, change
 
 SECTIONS = ("overview", "cohorts", "funnel", "segments", "churn_risk", "paying_users", "costs",
-            "daily", "crisis")
+            "daily", "crisis", "experiments")
 CHANGE_COLUMNS = ["current", "previous", "change", "change_pct"]
 CHURN_LEVELS = ("critical", "high", "medium", "low")
 # Period lengths whose distinct active users are a stored number: DAU, WAU, MAU of the last day.
@@ -79,6 +80,7 @@ def build_report(dsn: str, plan: Plan, period: Period, today: date,
             "daily": daily_section(conn, plan, period),
             "crisis": crisis_section(conn, plan, period, previous),
         }
+        report["experiments"] = experiment_section(conn, plan)
     return report
 
 

@@ -128,6 +128,7 @@ def counter_totals(conn: psycopg.Connection, app: str,
     rows = conn.execute("""
         SELECT counter, dimension, sum(value) FROM app_daily_counters
         WHERE app = %s AND day BETWEEN %s AND %s AND counter NOT LIKE 'funnel:%%'
+          AND counter NOT LIKE 'experiment:%%'
         GROUP BY counter, dimension
         """, (app, period.start, period.end)).fetchall()
     return {(name, dim): _num(total) for name, dim, total in rows}

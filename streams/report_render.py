@@ -24,6 +24,7 @@ from streams.report import SECTIONS
 CSV_HEADER = ("section", "row", "column", "value")
 # Values that are fractions 0–1, shown as percentages in a terminal.
 RATIO_COLUMNS = {"share", "from_previous", "from_first", "d1", "d3", "d7", "d14", "d30"}
+RATIO_COLUMNS |= {"progress", "rate", "lift"}  # experiments
 RATIO_ROWS = {"stickiness", "retention_d1", "retention_d7", "retention_d30"}
 
 
@@ -68,6 +69,8 @@ def format_value(row: str, column: str, value: Any) -> str:
         return value
     if column == "change_pct":
         return f"{value:+.1f}%"
+    if column in ("p_value", "statistic"):  # experiments: small numbers that matter
+        return f"{value:.4f}"
     is_ratio = column in RATIO_COLUMNS or row in RATIO_ROWS
     if column == "change":
         return f"{value * 100:+.1f} pp" if is_ratio else _number(value, signed=True)

@@ -18,6 +18,7 @@ from streams.envelope import ValidEvent
 from tables.bitmaps import U64, from_wire, to_wire
 from tables.counters import CounterConfig, contributions
 from tables.crisis import CrisisState
+from tables.experiments import ExperimentState
 from tables.funnels import FunnelConfig, FunnelState
 from tables.funnels import apply_event as funnel_event
 from tables.funnels import contribution as funnel_contribution
@@ -100,6 +101,9 @@ class UserState(msgspec.Struct, array_like=True):
     # Issue 9: subscription log and derived user properties; absent in older states.
     revenue: RevenueState | None = None
     props: PropsState | None = None
+    # A/B experiments (seed 000 §6): first exposure and outcome per experiment name; absent in
+    # states written before it (tables.experiments).
+    experiments: dict[str, ExperimentState] | None = None
 
     @property
     def active(self) -> int:

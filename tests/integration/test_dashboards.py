@@ -89,6 +89,9 @@ def live_traffic(pulse: PulseEnv, gateway: GatewayProcess) -> None:
                      level="moderate", action="specialist"),
         crisis_event("crisis_detected", "e" * 32, now, level="high",
                      markers=["hopelessness"], confidence=0.8),
+        # LLM cost panels: one api_call_made for sure (the generated history may have none).
+        crisis_event("api_call_made", "f" * 32, now, provider="openai", model="m", tokens=120,
+                     cost_rub=0.5),
         # An event the onepercent plan does not know: dead-lettered with a reason.
         {"event_id": uuid.uuid4().hex, "app": "onepercent", "event": "no_such_event",
          "user_id": "7", "timestamp": now.isoformat(), "properties": {}},

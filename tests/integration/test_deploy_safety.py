@@ -1,4 +1,5 @@
-"""The crisis-safety deploy artifacts pass the real Prometheus and Alertmanager tools.
+"""The crisis-safety (and product-alert) deploy artifacts pass the real Prometheus and
+Alertmanager tools.
 
 Rules, their unit tests and both configs go through promtool/amtool; every PromQL expression
 of the Grafana dashboard runs against a real Prometheus server (no data needed: a query that
@@ -38,6 +39,12 @@ ALERTMANAGER_CONFIG = REPO / "deploy/alertmanager/alertmanager.yml"
 DASHBOARD = REPO / "deploy/grafana/dashboards/safety.json"
 ALERTS = ("CrisisSlaBreaches", "CrisisOpenTooLong", "CrisisResponseP95OverSla",
           "PulsePipelineStalled")
+# Product alerts (issue 9 §6): their own file, group and non-paging receiver.
+PRODUCT_RULES = REPO / "deploy/prometheus/rules/product.yml"
+PRODUCT_RULE_TESTS = REPO / "deploy/prometheus/rules/product_test.yml"
+PRODUCT_ALERTS = ("ActivationWeeklyLow", "SupportRequestsSpike", "DailyActiveUsersDrop",
+                  "DeadLetterRateRising")
+GROUPS = {"pulse-safety": RULES, "pulse-product": PRODUCT_RULES}
 
 # Grafana's macros and the dashboard's variables, as Grafana would expand them.
 TEMPLATE_VALUES = {"app": ".*", **GRAFANA_MACROS}
@@ -54,9 +61,9 @@ def load_yaml(path: Path) -> Any:
     return yaml.safe_load(path.read_text())
 
 
-def rules() -> list[dict[str, Any]]:
-    groups = load_yaml(RULES)["groups"]
-    assert [g["name"] for g in groups] == ["pulse-safety"]
+def rules(group: str = "pulse-safety") -> list[dict[str, Any]]:
+    groups = load_yaml(GROUPS[group])["groups"]
+    assert [g["name"] for g in groups] == [group]
     return list(groups[0]["rules"])
 
 
@@ -74,20 +81,37 @@ def test_rules_pass_promtool_check() -> None:
     assert alerts["CrisisResponseP95OverSla"]["labels"]["severity"] == "warning"
 
 
-def test_rule_unit_tests_pass_and_cover_every_alert() -> None:
-    output = run(tool("promtool"), "test", "rules", str(RULE_TESTS.relative_to(REPO)))
+def test_product_rules_pass_promtool_check() -> None:
+    output = run(tool("promtool"), "check", "rules", str(PRODUCT_RULES.relative_to(REPO)))
     assert "SUCCESS" in output
-    cases = load_yaml(RULE_TESTS)["tests"]
+    alerts = {r["alert"]: r for r in rules("pulse-product") if "alert" in r}
+    assert set(alerts) == set(PRODUCT_ALERTS)
+    for name, rule in alerts.items():
+        # Routed to the non-paging receiver; never named like a crisis alert (safety route).
+        assert rule["labels"] == {"severity": "warning", "category": "product"}, name
+        assert not name.startswith("Crisis"), name
+        assert {"summary", "description", "runbook"} <= set(rule["annotations"]), name
+
+
+@pytest.mark.parametrize("group, tests_file", [("pulse-safety", RULE_TESTS),
+                                               ("pulse-product", PRODUCT_RULE_TESTS)])
+def test_rule_unit_tests_pass_and_cover_every_alert(group: str, tests_file: Path) -> None:
+    output = run(tool("promtool"), "test", "rules", str(tests_file.relative_to(REPO)))
+    assert "SUCCESS" in output
+    cases = load_yaml(tests_file)["tests"]
     fires = {c["alertname"] for t in cases for c in t.get("alert_rule_test", [])
              if c.get("exp_alerts")}
     silent = {c["alertname"] for t in cases for c in t.get("alert_rule_test", [])
               if not c.get("exp_alerts")}
-    alerts = {r["alert"] for r in rules() if "alert" in r}
+    alerts = {r["alert"] for r in rules(group) if "alert" in r}
     assert alerts <= fires, f"alerts never tested firing: {alerts - fires}"
     assert alerts <= silent, f"alerts never tested silent: {alerts - silent}"
-    recorded = {r["record"] for r in rules() if "record" in r}
+    recorded = {r["record"] for r in rules(group) if "record" in r}
     tested = {c["expr"] for t in cases for c in t.get("promql_expr_test", [])}
     assert recorded & tested, "no promql_expr_test on a recording rule"
+    if group == "pulse-product":
+        # Every product recording rule has its own expected samples.
+        assert recorded - {"app:pulse_deadletter_ratio:1d_before"} <= tested, recorded - tested
 
 
 # ---- configs ------------------------------------------------------------------------------
@@ -95,9 +119,9 @@ def test_rule_unit_tests_pass_and_cover_every_alert() -> None:
 def test_prometheus_config_loads_rules_and_alertmanager() -> None:
     # promtool resolves rule_files relative to the config and checks each file it finds.
     output = run(tool("promtool"), "check", "config", str(PROMETHEUS_CONFIG.relative_to(REPO)))
-    assert "1 rule files found" in output
+    assert "2 rule files found" in output
     config = load_yaml(PROMETHEUS_CONFIG)
-    assert config["rule_files"] == ["rules/safety.yml"]
+    assert config["rule_files"] == ["rules/safety.yml", "rules/product.yml"]
     targets = [t for am in config["alerting"]["alertmanagers"]
                for sc in am["static_configs"] for t in sc["targets"]]
     assert targets == ["alertmanager:9093"]
@@ -119,6 +143,16 @@ def test_alertmanager_config_routes_crisis_alerts_to_safety() -> None:
     assert receiver("alertname=CrisisOpenTooLong", "app=a") == "safety"
     assert receiver("alertname=CrisisSlaBreaches", "app=a", "incident=i-1") == "safety"
     assert receiver("alertname=PulsePipelineStalled") == "default"
+    # Product alerts: their own non-paging receiver, whatever the severity.
+    for name in PRODUCT_ALERTS:
+        assert receiver(f"alertname={name}", "category=product", "severity=warning",
+                        "app=ton18") == "product", name
+    assert receiver("alertname=SomethingElse", "severity=warning") == "default"
+    product = load_yaml(ALERTMANAGER_CONFIG)["route"]["routes"][1]
+    assert product["receiver"] == "product" and product["group_wait"] == "5m"
+    receivers = {r["name"]: r for r in load_yaml(ALERTMANAGER_CONFIG)["receivers"]}
+    assert "pagerduty_configs" not in receivers["product"]
+    assert "opsgenie_configs" not in receivers["product"]
     route = load_yaml(ALERTMANAGER_CONFIG)["route"]["routes"][0]
     assert route["group_by"] == ["alertname", "app", "incident"]
     assert (route["group_wait"], route["group_interval"], route["repeat_interval"]) == (
@@ -163,7 +197,9 @@ def test_dashboard_structure() -> None:
                         ("SLA breaches", "timeseries"), ("Detections by level", "timeseries"),
                         ("Escalations by action", "piechart"), ("Declines", "timeseries"),
                         ("Anomalies by kind", "timeseries"),
-                        ("Alerts sent by receiver/status", "timeseries")]:
+                        ("Alerts sent by receiver/status", "timeseries"),
+                        ("Detection quality (reviews, last 7 days)", "timeseries"),
+                        ("Reviews today by verdict", "stat")]:
         assert titles[title]["type"] == kind, title
     steps = lambda title: [s["value"] for s in  # noqa: E731
                            titles[title]["fieldConfig"]["defaults"]["thresholds"]["steps"]]
@@ -175,12 +211,19 @@ def test_dashboard_structure() -> None:
         for target in panel.get("targets", []):
             assert target["datasource"]["uid"] == "${DS_PROMETHEUS}", panel["title"]
     assert len(expressions(board)) >= 11
+    quality = titles["Detection quality (reviews, last 7 days)"]
+    assert quality["fieldConfig"]["defaults"]["unit"] == "percentunit"
+    assert 0.95 in steps("Detection quality (reviews, last 7 days)")  # seed 000 recall target
+    assert [t["legendFormat"] for t in quality["targets"]] == [
+        "precision", "recall", "false-negative rate"]
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus with no scrape jobs, evaluating the safety rules every second."""
-    config = {"global": {"evaluation_interval": "1s"}, "rule_files": [str(RULES)]}
+    """A real Prometheus with no scrape jobs, evaluating the safety and product rules every
+    second."""
+    config = {"global": {"evaluation_interval": "1s"},
+              "rule_files": [str(RULES), str(PRODUCT_RULES)]}
     with running_prometheus(tmp_path_factory.mktemp("prometheus"), config) as url:
         yield url
 
@@ -202,14 +245,15 @@ def test_every_dashboard_query_runs_on_real_prometheus(prometheus: str) -> None:
     assert (status, reply["status"]) == (200, "success"), reply
 
 
-def test_real_prometheus_evaluates_every_safety_rule(prometheus: str) -> None:
-    expected = {r.get("alert") or r["record"] for r in rules()}
+@pytest.mark.parametrize("group", ["pulse-safety", "pulse-product"])
+def test_real_prometheus_evaluates_every_safety_rule(prometheus: str, group: str) -> None:
+    expected = {r.get("alert") or r["record"] for r in rules(group)}
     deadline = time.monotonic() + 30
     while True:
         status, reply = http_json(f"{prometheus}/api/v1/rules")
         assert status == 200, reply
         groups = reply["data"]["groups"]
-        evaluated = {r["name"]: r for g in groups if g["name"] == "pulse-safety"
+        evaluated = {r["name"]: r for g in groups if g["name"] == group
                      for r in g["rules"] if not r["lastEvaluation"].startswith("0001-")}
         if set(evaluated) >= expected:
             break
@@ -219,5 +263,9 @@ def test_real_prometheus_evaluates_every_safety_rule(prometheus: str) -> None:
     unhealthy = {name: rule.get("lastError") for name, rule in evaluated.items()
                  if rule["health"] != "ok"}
     assert not unhealthy, unhealthy
-    # With no worker target at all, the stalled-pipeline alert must be on its way.
-    assert evaluated["PulsePipelineStalled"]["state"] in {"pending", "firing"}
+    if group == "pulse-safety":
+        # With no worker target at all, the stalled-pipeline alert must be on its way.
+        assert evaluated["PulsePipelineStalled"]["state"] in {"pending", "firing"}
+    else:  # no data: no product alert
+        assert {name: r["state"] for name, r in evaluated.items() if "state" in r} == dict.fromkeys(
+            PRODUCT_ALERTS, "inactive")

@@ -55,6 +55,18 @@ def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_pa
     """35 days (so MAU windows fill) of five apps, with late and duplicate deliveries."""
     events = generate(pulse_env, tmp_path / "history.jsonl", "--users", "60", "--days", "35",
                       "--seed", "11", "--late", "0.03", "--duplicates", "0.03")
+    # The LLM counters for sure: the generator picks server events at random among ~50, so a
+    # plan change can leave a history without any api_call_made.
+    user = next(e["user_id"] for e in events if e["app"] == "emotional_balance")
+    llm = [{"event_id": f"llm-{i}", "app": "emotional_balance", "event": "api_call_made",
+            "user_id": user, "timestamp": (datetime.now(PLANS["emotional_balance"].tz)
+                                           - timedelta(days=i, hours=1)).isoformat(),
+            "properties": {"provider": provider, "model": "m", "tokens": 100 + i,
+                           "cost_rub": 0.25 * (i + 1)}}
+           for i, provider in enumerate(["openai", "yandexgpt", "openai"])]
+    with open(tmp_path / "history.jsonl", "ab") as out:
+        out.write(b"".join(orjson.dumps(e) + b"\n" for e in llm))
+    events += llm
     ids = [(e["app"], e["event_id"]) for e in events]
     duplicates = len(ids) - len(set(ids))
     assert duplicates > 0  # the generator did deliver duplicates
