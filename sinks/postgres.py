@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,18 @@ def day_to_date(day: int) -> date:
 
 def date_to_day(value: date) -> int:
     return value.toordinal() - EPOCH_ORDINAL
+
+
+def sync_group_settings(dsn: str, plans: Mapping[str, Any]) -> None:
+    """The plans' group anonymity thresholds, for the group_monthly view (deploy/sql/013)."""
+    rows = [(app, kind, cfg.min_size) for app, plan in plans.items()
+            for kind, cfg in plan.groups.items()]
+    if not rows:
+        return
+    with psycopg.connect(dsn, autocommit=True) as conn, conn.cursor() as cur:
+        cur.executemany("INSERT INTO group_settings (app, kind, min_size) VALUES (%s, %s, %s) "
+                        "ON CONFLICT (app, kind) DO UPDATE SET min_size = EXCLUDED.min_size",
+                        rows)
 
 
 def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
@@ -166,7 +178,8 @@ ON CONFLICT (app, day, counter, dimension) DO UPDATE SET
 # A funnel step that moved to another day (a late event) leaves a count of 0 behind: nobody.
 _DROP_EMPTY_FUNNEL_COUNTS = """
 DELETE FROM app_daily_counters c USING unnest(%s::text[], %s::date[]) AS t(app, day)
-WHERE c.app = t.app AND c.day = t.day AND c.value = 0 AND c.counter LIKE 'funnel:%%'
+WHERE c.app = t.app AND c.day = t.day AND c.value = 0
+  AND (c.counter LIKE 'funnel:%%' OR c.counter LIKE 'group:%%')
 """
 
 

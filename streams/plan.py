@@ -25,6 +25,7 @@ from tables.counters import CounterConfig
 from tables.crisis import LEVELS, SafetyConfig
 from tables.experiments import ExperimentConfig
 from tables.funnels import FunnelConfig
+from tables.groups import GroupConfig
 from tables.profile import ProfileConfig
 from tables.revenue import RevenueConfig
 from tables.streaks import StreakConfig
@@ -140,6 +141,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     revenue: RevenueConfig | None = None  # subscription revenue (issue 9)
     user_properties: dict[str, PropertyRule] = {}  # derived user properties (seed 002 §2)
     experiments: dict[str, ExperimentConfig] = {}
+    groups: dict[str, GroupConfig] = {}  # B2B groups and their anonymous counts
 
 
 @dataclass(frozen=True)
@@ -183,6 +185,7 @@ class Plan:
     revenue: RevenueConfig | None = None
     user_properties: Mapping[str, PropertyRule] = field(default_factory=dict)
     experiments: Mapping[str, ExperimentConfig] = field(default_factory=dict)
+    groups: Mapping[str, GroupConfig] = field(default_factory=dict)
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -435,6 +438,19 @@ def load_plan(path: Path) -> Plan:
     plan_business.check_user_properties(spec.user_properties, events, activity, carried, loc,
                                         file)
     _check_experiments(spec.experiments, events, carried, loc, file)
+    for kind, group in spec.groups.items():
+        for role in ("join", "leave"):
+            name = getattr(group, role)
+            if name is None:
+                continue
+            if name not in events or group.property not in events[name].properties:
+                raise PlanError(file, loc.line("groups", kind, role),
+                                f"groups.{kind}: {name!r} must be an event of this plan with the "
+                                f"property {group.property!r}")
+            carried[name] = tuple(dict.fromkeys([*carried.get(name, ()), group.property]))
+        if group.min_size < 2:
+            raise PlanError(file, loc.line("groups", kind, "min_size"),
+                            f"groups.{kind}: min_size must be at least 2 (anonymity)")
 
     return Plan(
         app=spec.app,
@@ -462,6 +478,7 @@ def load_plan(path: Path) -> Plan:
         revenue=spec.revenue,
         user_properties=spec.user_properties,
         experiments=spec.experiments,
+        groups=spec.groups,
     )
 
 

@@ -12,9 +12,10 @@ import orjson
 from prometheus_client import start_http_server
 
 from sinks.metrics import Metrics
-from sinks.postgres import migrate
+from sinks.postgres import migrate, sync_group_settings
 from streams.app import build_worker
 from streams.connections import Connections, resolve
+from streams.plan import load_plans
 from streams.settings import Settings
 from streams.topics import create_topics
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 def prepare(settings: Settings, connections: Connections) -> None:
     """Idempotent start-up work shared by `pulse dev` and `pulse worker`."""
     migrate(connections.database_url)
+    sync_group_settings(connections.database_url, load_plans(directory=settings.plans_dir))
     asyncio.run(create_topics(connections.kafka_bootstrap, settings))
 
 

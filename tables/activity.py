@@ -23,6 +23,8 @@ from tables.funnels import FunnelConfig, FunnelState
 from tables.funnels import apply_event as funnel_event
 from tables.funnels import contribution as funnel_contribution
 from tables.funnels import reached as funnel_reached
+from tables.groups import GroupConfig, Span, apply_membership
+from tables.groups import contribution as group_contribution
 from tables.profile import ProfileInputs
 from tables.revenue import RevenueState
 from tables.streaks import StreakState
@@ -49,6 +51,15 @@ class StateConfig:
     dedupe_days: int = 8
     counters: Mapping[str, CounterConfig] = field(default_factory=dict)
     funnels: Mapping[str, FunnelConfig] = field(default_factory=dict)
+    groups: Mapping[str, GroupConfig] = field(default_factory=dict)
+
+    def moves_groups(self, event: str) -> bool:
+        """True for an event by which a user joins or leaves a group."""
+        names = self.__dict__.get("_group_events")
+        if names is None:
+            names = frozenset(n for g in self.groups.values() for n in (g.join, g.leave) if n)
+            object.__setattr__(self, "_group_events", names)  # frozen: a cache, not state
+        return event in names
 
     def funnels_of(self, event: str) -> tuple[str, ...]:
         """Names of the funnels with a step on `event` (looked up per event: kept small)."""
@@ -104,6 +115,8 @@ class UserState(msgspec.Struct, array_like=True):
     # A/B experiments (seed 000 §6): first exposure and outcome per experiment name; absent in
     # states written before it (tables.experiments).
     experiments: dict[str, ExperimentState] | None = None
+    # Group memberships (B2B, tables.groups); absent in states written before them.
+    groups: list[Span] | None = None
 
     @property
     def active(self) -> int:
@@ -210,6 +223,11 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
         # still maintained (aggregates are written for the recent days only).
         return Change(deltas, beyond_history=True, beyond_dedupe=True)
 
+    # A member's activity, a join or a leave changes the group counts: remember the share.
+    in_groups = bool(cfg.groups) and (state.groups is not None or cfg.moves_groups(event.event))
+    groups_before = group_contribution(state.groups or [], active_days(state)) if in_groups \
+        else {}
+
     if day > state.end_day:
         if state.end_day != NO_DAY:
             state.active = (state.active << (day - state.end_day)) & ((1 << cfg.history_days) - 1)
@@ -274,6 +292,13 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
                 _add(deltas, RETAINED[n], state.reg_day, 1)
         _add_to_sessions(state, event.ts, day, cfg.session_gap, deltas)
     change.beyond_dedupe = beyond_dedupe
+    if in_groups:
+        state.groups = apply_membership(state.groups, cfg.groups, event.event, event.props, day)
+        groups_after = group_contribution(state.groups or [], active_days(state))
+        for where in groups_before.keys() | groups_after.keys():
+            moved = groups_after.get(where, 0) - groups_before.get(where, 0)
+            if moved:
+                change.counters[where] = change.counters.get(where, 0) + moved
     return change
 
 
@@ -387,4 +412,6 @@ def counter_contribution(state: UserState,
         funnel = cfg.funnels.get(name) if cfg else None
         if funnel is not None:
             out.update(funnel_contribution(name, funnel, funnel_reached(funnel_state, funnel)))
+    if state.groups:
+        out.update(group_contribution(state.groups, active_days(state)))
     return out
