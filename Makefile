@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint unit integration clean-state install system-deps
+.PHONY: run test lint unit integration clean-state install system-deps chaos
 
 install: $(STAMP)
 
@@ -41,3 +41,8 @@ integration: $(STAMP)
 
 clean-state:
 	rm -rf .pulse
+
+## Fault injection: kill -9, rebalance, PostgreSQL/Redis/Alertmanager/broker outages, duplicates
+## (docs/reliability.md). `make test` runs only the fast scenarios of tests/chaos.
+chaos: $(STAMP) system-deps
+	$(BIN)/pytest -q tests/chaos
