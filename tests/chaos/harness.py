@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -47,12 +47,15 @@ class Traffic:
     """Sends events to the ingest topic from a thread at about `rate` events/s, as `pulse
     publish --historical` would (same producer, same keys); counts what the broker acked."""
 
-    def __init__(self, pulse: PulseEnv, events: list[dict[str, Any]], rate: float) -> None:
+    def __init__(self, pulse: PulseEnv, events: list[dict[str, Any]], rate: float,
+                 historical: bool = True) -> None:
         self.publisher = Publisher(pulse.addresses.kafka_bootstrap,
                                    pulse.env["PULSE_INGEST_TOPIC"])
-        self.records = [(orjson.dumps({**e, "historical": True}),
+        mark = {"historical": True} if historical else {}
+        self.records = [(orjson.dumps({**e, **mark}),
                          user_key(e["app"], e["user_id"])) for e in events]
         self.rate = rate
+        self.allowed = len(self.records)  # `allow()` holds the rest back
         self.sent = 0  # handed to the producer
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name="traffic", daemon=True)
@@ -61,13 +64,22 @@ class Traffic:
         self._thread.start()
         return self
 
+    def allow(self, count: int) -> None:
+        """Send no more than the first `count` records until allowed more."""
+        self.allowed = min(count, len(self.records))
+
     def _run(self) -> None:
         try:
-            started = time.monotonic()
+            started, paced = time.monotonic(), 0
             for value, key in self.records:
+                if self.sent >= self.allowed:
+                    while self.sent >= self.allowed:
+                        time.sleep(0.05)
+                    started, paced = time.monotonic(), 0  # the pace restarts on release
                 self.publisher.send(value, key)
                 self.sent += 1
-                ahead = self.sent / self.rate - (time.monotonic() - started)
+                paced += 1
+                ahead = paced / self.rate - (time.monotonic() - started)
                 if ahead > 0:
                     time.sleep(ahead)
             # A paused broker holds deliveries back: the producer retries until it is back.
@@ -109,6 +121,7 @@ class Expected:
     counters: dict[tuple[str, Any, str, str], Decimal] = field(init=False)
     streaks: dict[tuple[str, str, str], tuple[Any, ...]] = field(init=False)
     profile_users: dict[str, list[dict[str, Any]]] = field(init=False)
+    funnels: dict[tuple[str, str, str], tuple[int, list[datetime]]] = field(init=False)
 
     def __post_init__(self) -> None:
         self.daily = recompute(self.events, PLANS, today())
@@ -121,10 +134,48 @@ class Expected:
                 by_user.setdefault(event["user_id"], []).append(event)
         self.profile_users = {user: evs for user, evs in by_user.items()
                               if any(e["event"] == "session_start" for e in evs)}
+        self.funnels = user_funnels(self.events)
 
     @property
     def unique_events(self) -> int:
         return sum(1 for _ in unique(self.events))
+
+
+def user_funnels(events: list[dict[str, Any]]) -> dict[tuple[str, str, str],
+                                                     tuple[int, list[datetime]]]:
+    """user_funnels rows, walked as tests.offline.recompute_funnels walks them: step k is the
+    first occurrence of its event at or after step k-1, within its window of step 0."""
+    times: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+    for doc in unique(events):
+        times.setdefault((doc["app"], doc["user_id"]), []).append(
+            (datetime.fromisoformat(doc["timestamp"]), doc["event"]))
+    out: dict[tuple[str, str, str], tuple[int, list[datetime]]] = {}
+    for (app, user), mine in times.items():
+        mine.sort(key=lambda item: item[0])
+        for name, funnel in PLANS[app].funnels.items():
+            steps: list[datetime] = []
+            for step in funnel.steps:
+                floor = steps[-1] if steps else None
+                hit = next((ts for ts, event in mine if event == step.event
+                            and (floor is None or ts >= floor)
+                            and (step.within_days is None or not steps
+                                 or ts <= steps[0] + timedelta(days=step.within_days))), None)
+                if hit is None:
+                    break
+                steps.append(hit)
+            if steps:
+                out[(app, user, name)] = (len(steps), steps)
+    return out
+
+
+def stored_funnels(pulse: PulseEnv) -> dict[tuple[str, str, str], tuple[int, list[datetime]]]:
+    with psycopg.connect(pulse.database_url) as conn:
+        exists = conn.execute("SELECT to_regclass('user_funnels')").fetchone()
+        if exists is None or exists[0] is None:
+            return {}
+        return {(app, user, name): (steps, list(times)) for app, user, name, steps, times in
+                conn.execute("SELECT app, user_id, funnel, steps_reached, step_times "
+                             "FROM user_funnels")}
 
 
 def nonzero(rows: dict[Any, tuple[int, ...]]) -> dict[Any, tuple[int, ...]]:
@@ -199,6 +250,7 @@ def differences(pulse: PulseEnv, expected: Expected) -> dict[str, Any]:
         ("app_daily_counters", {k: v for k, v in expected.counters.items() if v},
          {k: v for k, v in pulse.counters().items() if v}),
         ("user_streaks", expected.streaks, pulse.streaks()),
+        ("user_funnels", expected.funnels, stored_funnels(pulse)),
     ):
         if want != got:
             out[name] = diff(want, got)
@@ -250,7 +302,8 @@ def record(scenario: str, injected: str, records_in: int, pulse: PulseEnv, expec
     row = {"scenario": scenario, "injected": injected, "records_in": records_in,
            "unique_events": expected.unique_events, "events_applied": applied,
            "rows_compared": sum(map(len, (expected.daily, expected.cohorts, expected.counters,
-                                          expected.streaks, expected.profile_users))),
+                                          expected.streaks, expected.funnels,
+                                          expected.profile_users))),
            "lost": lost, "duplicated": duplicated,
            "at": datetime.now().astimezone().isoformat(timespec="seconds"), **extra}
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
@@ -258,3 +311,56 @@ def record(scenario: str, injected: str, records_in: int, pulse: PulseEnv, expec
         out.write(orjson.dumps(row, default=str) + b"\n")
     print(f"\nchaos result: {orjson.dumps(row, default=str).decode()}")
     return row
+
+
+def pending_bounds(expected: Expected, partitions: int) -> dict[str, int]:
+    """The most rows each sink can hold pending: one per distinct key it writes (its rows are
+    keyed and a newer row replaces an older one, so an outage cannot grow it further)."""
+    users = {(e["app"], e["user_id"]) for e in expected.events}
+    first = min(datetime.fromisoformat(e["timestamp"]).date() for e in expected.events)
+    # Window columns (WAU, MAU) reach up to today from the first event day, in any time zone.
+    days = max((today()[app] - first).days for app in PLANS) + 2
+    day_rows = len(PLANS) * days * partitions
+    streak_types = max(len(plan.streaks) for plan in PLANS.values())
+    funnels = max(len(plan.funnels) for plan in PLANS.values())
+    crises = sum(1 for e in expected.events if e["event"] == "crisis_detected")
+    return {
+        "postgres_daily_metrics": day_rows,
+        "postgres_app_daily_counters": day_rows,
+        "postgres_user_streaks": len(users) * streak_types,
+        "postgres_user_funnels": len(users) * funnels,
+        "postgres_user_profiles": len(users),
+        "redis_profiles": len(users),
+        "postgres_crisis_incidents": crises,
+        "alertmanager": crises,
+    }
+
+
+@dataclass
+class OutageSamples:
+    """What a worker showed while a dependency was away, sampled about every second."""
+
+    consumed: list[float] = field(default_factory=list)
+    pending_max: dict[str, float] = field(default_factory=dict)
+    rss_mb: list[float] = field(default_factory=list)
+
+    def take(self, worker: Any) -> None:
+        import psutil
+
+        snap = worker.metrics()
+        self.consumed.append(worker.total("pulse_events_consumed_total", snap))
+        for (name, labels), value in snap.items():
+            if name == "pulse_sink_pending_rows":
+                sink = dict(labels)["sink"]
+                self.pending_max[sink] = max(self.pending_max.get(sink, 0.0), value)
+        self.rss_mb.append(psutil.Process(worker.pid).memory_info().rss / 2**20)
+
+
+def sample_for(seconds: float, worker: Any) -> OutageSamples:
+    samples = OutageSamples()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        samples.take(worker)
+        time.sleep(max(0.0, min(1.0, deadline - time.monotonic())))
+    samples.take(worker)
+    return samples
