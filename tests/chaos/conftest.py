@@ -9,7 +9,10 @@ deselects them and keeps the fast ones, so the whole suite stays within its time
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -35,13 +38,19 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture(scope="session")
-def embedded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedServices]:
-    services = EmbeddedServices(tmp_path_factory.mktemp("chaos-services") / ".pulse")
+def embedded() -> Iterator[EmbeddedServices]:
+    # Not under pytest's temporary root: as root, PostgreSQL runs as another user that must
+    # traverse the path, and every new pytest run (any session on this machine) resets
+    # /tmp/pytest-of-root to 0700; a restarted or checkpointing PostgreSQL then fails with
+    # "Permission denied" on its own data directory.
+    root = Path(tempfile.mkdtemp(prefix="pulse-chaos-"))
+    services = EmbeddedServices(root / ".pulse")
     services.start(timeout=120)
     try:
         yield services
     finally:
         services.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
