@@ -299,6 +299,12 @@ def record(scenario: str, injected: str, records_in: int, pulse: PulseEnv, expec
            **extra: Any) -> dict[str, Any]:
     """Append the scenario's numbers to RESULTS (and print them: `pytest -s` shows them)."""
     applied, lost, duplicated = effects(pulse, expected)
+    logs = [log.read_bytes() for log in sorted(pulse.tmp.glob("worker-*.log"))]
+    extra["worker_log_errors"] = sum(
+        line.count(b"[ERROR]") + line.count(b"[CRITICAL]") for line in logs)
+    extra["worker_log_warnings"] = sum(
+        sum(1 for entry in text.splitlines() if b"[WARNING]" in entry
+            and b"producer buffer full" not in entry) for text in logs)
     row = {"scenario": scenario, "injected": injected, "records_in": records_in,
            "unique_events": expected.unique_events, "events_applied": applied,
            "rows_compared": sum(map(len, (expected.daily, expected.cohorts, expected.counters,
