@@ -5,8 +5,9 @@ every few seconds, then prints a table and a verdict:
 
 * RSS flat: after the warm-up, RSS grows by no more than the new users' state explains
   (`--bytes-per-user` each) plus 5%;
-* lag bounded: over the second half the ingest lag stays below two seconds of traffic and ends
-  below it;
+* lag bounded: over the second half the ingest lag (`pulse_ingest_lag_records`) plus the
+  backlog behind it (events read from ingest but not yet applied: consumed − valid − duplicate −
+  rejected) stays below two seconds of traffic, and ends below it;
 * no error logs: no ERROR/CRITICAL line and no traceback in the worker's log.
 
     .venv/bin/python benchmarks/soak.py                      # measure the max, then 10 min
@@ -61,6 +62,12 @@ def scrape(port: int) -> dict[str, float]:
     return totals
 
 
+def processed(m: dict[str, float]) -> float:
+    """Events that went all the way: applied to state, dropped as duplicates, dead-lettered."""
+    return sum(m.get(f"pulse_events_{kind}_total", 0.0)
+               for kind in ("valid", "duplicate", "rejected"))
+
+
 def live_events(plans: dict[str, Plan], rng: random.Random, users: int) -> list[dict]:
     plan = plans[rng.choice(sorted(plans))]
     return live_session(plan, rng, users, datetime.now(UTC))
@@ -104,6 +111,7 @@ class Sample:
     at: float
     rss_mb: float
     lag: float
+    backlog: float  # read from the ingest topic, not yet applied (the events topic's lag)
     consumed: float
     users: float
     errors: int
@@ -114,8 +122,9 @@ def error_lines(log: Path) -> int:
 
 
 def measure_max(load: Load, port: int, events: int) -> float:
-    """Events/s the worker applies from a backlog of `events` live events sent at once."""
-    before = scrape(port).get("pulse_events_consumed_total", 0.0)
+    """Events/s the worker applies from a backlog of `events` live events sent at once (read
+    from ingest is not enough: the ingest stage outruns the per-user stage behind it)."""
+    before = processed(scrape(port))
     batch: list[dict] = []
     while len(batch) < events:
         batch.extend(live_events(load.plans, load.rng, load.users))
@@ -123,7 +132,7 @@ def measure_max(load: Load, port: int, events: int) -> float:
     load.publisher.flush(60)
     first = None
     while True:
-        consumed = scrape(port).get("pulse_events_consumed_total", 0.0) - before
+        consumed = processed(scrape(port)) - before
         now = time.monotonic()
         if first is None and consumed > 0:
             first, first_count = now, consumed
@@ -202,9 +211,10 @@ def run_soak(load: Load, worker: subprocess.Popen, port: int, log: Path, seconds
         if worker.poll() is not None:
             raise SystemExit(f"the worker died: see {log}")
         m = scrape(port)
+        consumed = m.get("pulse_events_consumed_total", 0.0)
         samples.append(Sample(time.monotonic() - started, proc.memory_info().rss / 2**20,
-                              m.get("pulse_ingest_lag_records", 0.0),
-                              m.get("pulse_events_consumed_total", 0.0),
+                              m.get("pulse_ingest_lag_records", 0.0), consumed - processed(m),
+                              processed(m),
                               m.get("pulse_users_tracked", 0.0), error_lines(log)))
         time.sleep(every)
     return samples
@@ -214,11 +224,12 @@ def report(samples: list[Sample], rate: float, max_rate: float, args: argparse.N
            errors: int, log: Path) -> None:
     table = Table(title=f"soak at {rate:,.0f} events/s ({args.fraction:.0%} of "
                         f"{max_rate:,.0f})")
-    for column in ("t s", "RSS MB", "lag records", "events/s", "users tracked", "error lines"):
+    for column in ("t s", "RSS MB", "ingest lag", "backlog", "events/s", "users tracked",
+                   "error lines"):
         table.add_column(column, justify="right")
     step = max(1, len(samples) // 20)
     for prev, cur in zip(samples[::step], samples[step::step], strict=False):
-        table.add_row(f"{cur.at:.0f}", f"{cur.rss_mb:.1f}", f"{cur.lag:.0f}",
+        table.add_row(f"{cur.at:.0f}", f"{cur.rss_mb:.1f}", f"{cur.lag:.0f}", f"{cur.backlog:.0f}",
                       f"{(cur.consumed - prev.consumed) / (cur.at - prev.at):,.0f}",
                       f"{cur.users:,.0f}", str(cur.errors))
     console.print(table)
@@ -231,19 +242,20 @@ def report(samples: list[Sample], rate: float, max_rate: float, args: argparse.N
     allowed = rss_start * 0.05 + new_users * args.bytes_per_user / 2**20
     second_half = [s for s in samples if s.at >= samples[-1].at / 2]
     lag_bound = 2 * rate
-    lag_max = max(s.lag for s in second_half)
+    lag_max = max(s.lag + s.backlog for s in second_half)
+    last_lag = samples[-1].lag + samples[-1].backlog
     achieved = (samples[-1].consumed - samples[0].consumed) / (samples[-1].at - samples[0].at)
     verdicts = {
         "RSS flat": rss_end - rss_start <= allowed,
-        "lag bounded": lag_max <= lag_bound and samples[-1].lag <= lag_bound,
+        "lag bounded": lag_max <= lag_bound and last_lag <= lag_bound,
         "no error logs": errors == 0,
     }
     console.print(f"RSS after warm-up {rss_start:.1f} MB → end {rss_end:.1f} MB "
                   f"(+{rss_end - rss_start:.1f} MB; allowed +{allowed:.1f} MB for 5% and "
                   f"{new_users:,.0f} new users)")
-    console.print(f"ingest lag: max {lag_max:.0f} records over the second half, last "
-                  f"{samples[-1].lag:.0f} (bound {lag_bound:.0f} = 2 s of traffic)")
-    console.print(f"consumed {achieved:,.0f} events/s on average; error lines: {errors} "
+    console.print(f"lag (ingest lag + backlog behind it): max {lag_max:.0f} events over the "
+                  f"second half, last {last_lag:.0f} (bound {lag_bound:.0f} = 2 s of traffic)")
+    console.print(f"applied {achieved:,.0f} events/s on average; error lines: {errors} "
                   f"({log.name})")
     for name, ok in verdicts.items():
         console.print(f"{name}: {'PASS' if ok else 'FAIL'}")
