@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SUDO   := $(if $(filter 0,$(shell id -u)),,sudo)
 
-.PHONY: run test lint unit integration clean-state install system-deps
+.PHONY: run test lint unit integration clean-state install system-deps chaos
 
 install: $(STAMP)
 
@@ -52,3 +52,8 @@ BENCH_ARGS ?=
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e ".[dev,bench]"
 	$(BIN)/python -m benchmarks.run $(BENCH_ARGS)
+
+## Fault injection: kill -9, rebalance, PostgreSQL/Redis/Alertmanager/broker outages, duplicates
+## (docs/reliability.md). `make test` runs only the fast scenarios of tests/chaos.
+chaos: $(STAMP) system-deps
+	$(BIN)/pytest -q tests/chaos

@@ -31,6 +31,7 @@ from streams.topics import changelog_topic
 from streams.validate import utc_now
 from tables.activity import UserState, apply, decode_state, encode_state
 from tables.aggregates import DayAggregates
+from tables.funnels import reached as funnel_reached
 from tables.residuals import decode_residual, split_residual_key
 from tables.sessions import closed_length, newest_session
 
@@ -215,6 +216,16 @@ def register(p: Pipeline) -> None:
         metrics.recovery_repaired.inc(repaired)
         return repaired
 
+    def republish_funnels(app: str, user_id: str, state: UserState) -> None:
+        """Queue the user_funnels row of each funnel the user has reached a step of."""
+        for name, funnel_state in (state.funnels or {}).items():
+            funnel = p.state_configs[app].funnels.get(name)
+            steps = funnel_reached(funnel_state, funnel) if funnel is not None else []
+            if steps:
+                p.funnel_sink.put((app, user_id, name), (
+                    app, user_id, name, len(steps),
+                    [datetime.fromtimestamp(ts, UTC) for ts, _ in steps]))
+
     @p.users.on_recover
     async def rebuild_aggregates() -> None:
         """Aggregates are derived from user state: rebuild them for the partitions now owned,
@@ -230,6 +241,12 @@ def register(p: Pipeline) -> None:
                 app, _ = split_user_key(key)
                 state = decode_state(raw)
                 buckets[part].append((app, state))
+                # Per-user rows a killed worker had queued but not written died with it, and
+                # the events it had applied now come back as duplicates that queue nothing
+                # (chaos test: user_streaks rows missing after kill -9): queue them again.
+                user_id = split_user_key(key)[1]
+                streaks.republish(app, user_id, state)
+                republish_funnels(app, user_id, state)
                 if state.crisis is not None:
                     crisis_states.append((key, part, app, state))
         p.aggregates.clear()

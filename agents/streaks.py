@@ -80,3 +80,15 @@ class StreakKeeper:
                                    streak_row(plan.app, event.user_id, streak_type, current,
                                               cfg.grace_days))
         state.streaks = streaks
+
+    def republish(self, app: str, user_id: str, state: UserState) -> None:
+        """Queue the current row of each of the user's streaks again (after a recovery: rows a
+        killed worker had queued died with it, and the events it had applied come back as
+        duplicates that queue nothing). Rows are absolute values, so this is idempotent."""
+        plan = self.p.plans[app]
+        for streak_type, current in (state.streaks or {}).items():
+            cfg = plan.streaks.get(streak_type)
+            if cfg is not None:
+                self.p.streak_sink.put((app, user_id, streak_type),
+                                       streak_row(app, user_id, streak_type, current,
+                                                  cfg.grace_days))

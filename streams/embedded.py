@@ -209,6 +209,48 @@ class EmbeddedServices:
                 self._lock_file = None
             atexit.unregister(self.stop)
 
+    # -- fault injection (tests/chaos, benchmarks) ------------------------------------------
+
+    def pause(self, name: str) -> None:
+        """Freeze a running service (SIGSTOP to its process group): its port still accepts
+        TCP connections but nothing answers, as with a hung host or a network partition. The
+        broker keeps its data only in memory, so this, not a stop, is how to take it away."""
+        os.killpg(self._children[name].proc.pid, signal.SIGSTOP)
+
+    def resume(self, name: str) -> None:
+        """Undo `pause`."""
+        os.killpg(self._children[name].proc.pid, signal.SIGCONT)
+
+    def stop_service(self, name: str) -> None:
+        """Stop one service cleanly (clients get connection refused); `start_service` brings it
+        back on the same port. Only PostgreSQL keeps its data across this."""
+        child = self._children[name]
+        _terminate(child.proc, child.stop_signal)
+
+    def start_service(self, name: str, timeout: float = 60.0) -> None:
+        """Start a service stopped by `stop_service` again, on its old port."""
+        with self._mutex:
+            assert self._addresses is not None, "start() first"
+            port = int(self._service_url(name).rsplit(":", 1)[1].split("/", 1)[0])
+            deadline = time.monotonic() + timeout
+            argv, probe, run_as = {
+                BROKER: (self._broker_argv, _probe_kafka, None),
+                REDIS: (self._redis_argv, _probe_redis, None),
+                POSTGRES: (self._postgres_argv, _probe_postgres, self._postgres_account()),
+            }[name]
+            child = self._spawn(name, argv(port), run_as)
+            self._wait_ready(child, functools.partial(probe, port), deadline)
+            pids = {n: c.proc.pid for n, c in self._children.items()}
+            self._addresses = ServiceAddresses(
+                self._addresses.kafka_bootstrap, self._addresses.database_url,
+                self._addresses.redis_url, pids)
+            self._write_state(self._addresses)
+
+    def _service_url(self, name: str) -> str:
+        assert self._addresses is not None
+        return {BROKER: self._addresses.kafka_bootstrap, POSTGRES: self._addresses.database_url,
+                REDIS: self._addresses.redis_url}[name]
+
     def __enter__(self) -> ServiceAddresses:
         return self.start()
 

@@ -1,0 +1,274 @@
+"""Soak: one `pulse worker` under steady live traffic at 70% of its measured maximum for ten
+minutes, on the embedded services. Samples the worker's RSS (psutil), its ingest lag
+(`pulse_ingest_lag_records`), the per-user states it holds and the error lines of its log
+every few seconds, then prints a table and a verdict:
+
+* RSS flat: after the warm-up, RSS grows by no more than the new users' state explains
+  (`--bytes-per-user` each) plus 5%;
+* lag bounded: over the second half the ingest lag (`pulse_ingest_lag_records`) plus the
+  backlog behind it (events read from ingest but not yet applied: consumed − valid − duplicate −
+  rejected) stays below two seconds of traffic, and ends below it;
+* no error logs: no ERROR/CRITICAL line and no traceback in the worker's log.
+
+    .venv/bin/python benchmarks/soak.py --max-rate 7000      # what docs/reliability.md ran
+    .venv/bin/python benchmarks/soak.py                      # measure the max first
+
+Measuring drains a backlog sent at once, i.e. full ingest batches: it overstates what the
+worker sustains under paced traffic (13.6k-17.6k vs ~7k events/s here), so prefer
+`--max-rate` with a rate the worker was seen to sustain.
+
+Not part of `make test`. Live traffic is `streams.generate.live_session` (the demo producer's
+sessions, without its deliberately broken records) over `--users` users per app, 2% of the
+sessions from newcomers, so the state grows slowly, as in production.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import psutil
+from prometheus_client.parser import text_string_to_metric_families
+from rich.console import Console
+from rich.table import Table
+
+from streams.embedded import EmbeddedServices
+from streams.envelope import user_key
+from streams.generate import live_session
+from streams.plan import Plan, load_plans
+from streams.publish import Publisher
+
+REPO = Path(__file__).resolve().parents[1]
+ERROR_LINE = re.compile(rb"\[(ERROR|CRITICAL)\]|Traceback \(most recent call last\)")
+console = Console()
+
+
+def scrape(port: int) -> dict[str, float]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    totals: dict[str, float] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
+    return totals
+
+
+def processed(m: dict[str, float]) -> float:
+    """Events that went all the way: applied to state, dropped as duplicates, dead-lettered."""
+    return sum(m.get(f"pulse_events_{kind}_total", 0.0)
+               for kind in ("valid", "duplicate", "rejected"))
+
+
+def live_events(plans: dict[str, Plan], rng: random.Random, users: int) -> list[dict]:
+    plan = plans[rng.choice(sorted(plans))]
+    return live_session(plan, rng, users, datetime.now(UTC))
+
+
+class Load:
+    """Live sessions at `rate` events/s from a thread (0 = pause)."""
+
+    def __init__(self, bootstrap: str, plans: dict[str, Plan], users: int) -> None:
+        self.publisher = Publisher(bootstrap, "pulse.ingest")
+        self.plans, self.users = plans, users
+        self.rng = random.Random(7)
+        self.rate = 0.0
+        self.sent = 0
+        self.stopped = threading.Event()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def send(self, events: list[dict]) -> None:
+        for event in events:
+            self.publisher.send(orjson.dumps(event), user_key(event["app"], event["user_id"]))
+        self.sent += len(events)
+
+    def run(self) -> None:
+        started, base = time.monotonic(), self.sent
+        rate = self.rate
+        while not self.stopped.is_set():
+            if self.rate != rate:  # a new pace starts now
+                started, base, rate = time.monotonic(), self.sent, self.rate
+            if rate <= 0:
+                time.sleep(0.05)
+                continue
+            self.send(live_events(self.plans, self.rng, self.users))
+            ahead = (self.sent - base) / rate - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(min(ahead, 0.5))
+        self.publisher.flush(30)
+
+
+@dataclass
+class Sample:
+    at: float
+    rss_mb: float
+    lag: float
+    backlog: float  # read from the ingest topic, not yet applied (the events topic's lag)
+    consumed: float
+    users: float
+    errors: int
+
+
+def error_lines(log: Path) -> int:
+    return sum(1 for line in log.read_bytes().splitlines() if ERROR_LINE.search(line))
+
+
+def measure_max(load: Load, port: int, events: int) -> float:
+    """Events/s the worker applies from a backlog of `events` live events sent at once (read
+    from ingest is not enough: the ingest stage outruns the per-user stage behind it)."""
+    before = processed(scrape(port))
+    batch: list[dict] = []
+    while len(batch) < events:
+        batch.extend(live_events(load.plans, load.rng, load.users))
+    load.send(batch)
+    load.publisher.flush(60)
+    first = None
+    while True:
+        consumed = processed(scrape(port)) - before
+        now = time.monotonic()
+        if first is None and consumed > 0:
+            first, first_count = now, consumed
+        if consumed >= len(batch):
+            assert first is not None
+            return (consumed - first_count) / max(now - first, 1e-3)
+        time.sleep(0.1)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--minutes", type=float, default=10.0)
+    parser.add_argument("--max-rate", type=float, default=None,
+                        help="events/s the worker sustains (default: measure it first)")
+    parser.add_argument("--fraction", type=float, default=0.7)
+    # 50k per app: ~12 events per user over 10 min at 5k/s. With 2k per app every user sends
+    # hundreds of events, and the per-user dedupe state grows with them (docs/reliability.md).
+    parser.add_argument("--users", type=int, default=50_000, help="users per app")
+    parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    parser.add_argument("--bytes-per-user", type=int, default=4096,
+                        help="RSS a newly tracked user may add (state, indexes, profiles)")
+    args = parser.parse_args()
+    plans = load_plans()
+
+    with tempfile.TemporaryDirectory() as tmp, EmbeddedServices(Path(tmp) / ".pulse") as svc:
+        env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP": svc.kafka_bootstrap,
+               "PULSE_DATABASE_URL": svc.database_url, "PULSE_REDIS_URL": svc.redis_url,
+               "PULSE_STATE_DIR": str(Path(tmp) / "state"), "PULSE_METRICS_PORT": "0",
+               "PULSE_APP_ID": f"soak-{os.getpid()}"}
+        subprocess.run([sys.executable, "-m", "streams.cli", "topics", "create"], env=env,
+                       check=True, capture_output=True, cwd=tmp)
+        log = Path(tmp) / "worker.log"
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env=env,
+            cwd=tmp, stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
+        load = Load(svc.kafka_bootstrap, plans, args.users)
+        try:
+            port = wait_for_port(Path(tmp) / "state" / "workers" / f"{worker.pid}.json", worker)
+            while scrape(port).get("pulse_partitions_owned", 0) < 1:
+                time.sleep(0.5)
+            if args.max_rate is None:
+                # Twice: the first run also fills the state with the user population.
+                measure_max(load, port, 30_000)
+                max_rate = measure_max(load, port, 60_000)
+                console.print(f"measured max: {max_rate:,.0f} events/s")
+            else:
+                max_rate = args.max_rate
+            rate = args.fraction * max_rate
+            console.print(f"soak: {rate:,.0f} events/s for {args.minutes:g} min")
+            load.rate = rate
+            load.thread.start()
+            samples = run_soak(load, worker, port, log, args.minutes * 60, args.every)
+        finally:
+            load.stopped.set()
+            worker.terminate()
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+        report(samples, rate, max_rate, args, error_lines(log), log)
+
+
+def wait_for_port(record: Path, worker: subprocess.Popen) -> int:
+    while not record.exists():
+        if worker.poll() is not None:
+            raise SystemExit("the worker exited during start-up")
+        time.sleep(0.2)
+    return int(orjson.loads(record.read_bytes())["metrics_port"])
+
+
+def run_soak(load: Load, worker: subprocess.Popen, port: int, log: Path, seconds: float,
+             every: float) -> list[Sample]:
+    proc = psutil.Process(worker.pid)
+    samples: list[Sample] = []
+    started = time.monotonic()
+    while time.monotonic() - started < seconds:
+        if worker.poll() is not None:
+            raise SystemExit(f"the worker died: see {log}")
+        m = scrape(port)
+        consumed = m.get("pulse_events_consumed_total", 0.0)
+        samples.append(Sample(time.monotonic() - started, proc.memory_info().rss / 2**20,
+                              m.get("pulse_ingest_lag_records", 0.0), consumed - processed(m),
+                              processed(m),
+                              m.get("pulse_users_tracked", 0.0), error_lines(log)))
+        time.sleep(every)
+    return samples
+
+
+def report(samples: list[Sample], rate: float, max_rate: float, args: argparse.Namespace,
+           errors: int, log: Path) -> None:
+    table = Table(title=f"soak at {rate:,.0f} events/s ({args.fraction:.0%} of "
+                        f"{max_rate:,.0f})")
+    for column in ("t s", "RSS MB", "ingest lag", "backlog", "events/s", "users tracked",
+                   "error lines"):
+        table.add_column(column, justify="right")
+    step = max(1, len(samples) // 20)
+    for prev, cur in zip(samples[::step], samples[step::step], strict=False):
+        table.add_row(f"{cur.at:.0f}", f"{cur.rss_mb:.1f}", f"{cur.lag:.0f}", f"{cur.backlog:.0f}",
+                      f"{(cur.consumed - prev.consumed) / (cur.at - prev.at):,.0f}",
+                      f"{cur.users:,.0f}", str(cur.errors))
+    console.print(table)
+
+    warm = [s for s in samples if s.at >= 0.2 * samples[-1].at]
+    head, tail = warm[: max(1, len(warm) // 10)], warm[-max(1, len(warm) // 10):]
+    rss_start = statistics.median(s.rss_mb for s in head)
+    rss_end = statistics.median(s.rss_mb for s in tail)
+    new_users = tail[-1].users - head[0].users
+    allowed = rss_start * 0.05 + new_users * args.bytes_per_user / 2**20
+    second_half = [s for s in samples if s.at >= samples[-1].at / 2]
+    lag_bound = 2 * rate
+    lag_max = max(s.lag + s.backlog for s in second_half)
+    last_lag = samples[-1].lag + samples[-1].backlog
+    achieved = (samples[-1].consumed - samples[0].consumed) / (samples[-1].at - samples[0].at)
+    verdicts = {
+        "RSS flat": rss_end - rss_start <= allowed,
+        "lag bounded": lag_max <= lag_bound and last_lag <= lag_bound,
+        "no error logs": errors == 0,
+    }
+    console.print(f"RSS after warm-up {rss_start:.1f} MB → end {rss_end:.1f} MB "
+                  f"(+{rss_end - rss_start:.1f} MB; allowed +{allowed:.1f} MB for 5% and "
+                  f"{new_users:,.0f} new users)")
+    console.print(f"lag (ingest lag + backlog behind it): max {lag_max:.0f} events over the "
+                  f"second half, last {last_lag:.0f} (bound {lag_bound:.0f} = 2 s of traffic)")
+    console.print(f"applied {achieved:,.0f} events/s on average; error lines: {errors} "
+                  f"({log.name})")
+    for name, ok in verdicts.items():
+        console.print(f"{name}: {'PASS' if ok else 'FAIL'}")
+    console.print(f"verdict: {'PASS' if all(verdicts.values()) else 'FAIL'}")
+    if not all(verdicts.values()):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
