@@ -74,6 +74,20 @@ def test_user_monthly_matches_the_offline_recomputation(pulse_env: PulseEnv,
     assert any(p == 100.0 for _, _, p in report.values())
     assert any(c is not None and c < 0 for _, c, _ in report.values())
 
+    # The admin report's aggregate: active users and means per active user, this month and
+    # the month before.
+    newest = max(months)
+    result = pulse_env.cli("report", "--app", "onepercent", "--section", "monthly", "--format",
+                           "json", "--date", newest.isoformat())
+    section = orjson.loads(result.stdout)["monthly"]["rows"]
+    for month, column in ((newest, "current"), (sorted(months)[-2], "previous")):
+        actives = [row for (_, m), row in expected.items() if m == month and row[0] > 0]
+        assert section["active_users"][column] == len(actives)
+        assert section["total_actions"][column] == pytest.approx(
+            sum(r[0] for r in actives) / len(actives))
+        assert section["streak_max"][column] == pytest.approx(
+            sum(r[4] for r in actives) / len(actives))
+
     # Forgetting a user deletes their months (FORGET_TABLES).
     user = sorted(u for u, _ in expected)[0]
     pulse_env.cli("forget", "--app", "onepercent", "--user", user)
