@@ -20,6 +20,7 @@ from agents.business import BusinessKeeper
 from agents.business_gauges import BusinessGauges
 from agents.experiments import ExperimentKeeper
 from agents.forget import Forgetter
+from agents.monthly import MonthlyKeeper
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
@@ -55,6 +56,7 @@ def register(p: Pipeline) -> None:
     BusinessGauges(p)  # funnel-week and crisis-review gauges, on their own timer
     experiments = ExperimentKeeper(p)
     forgetter = Forgetter(p, profiles, triggers, business, experiments)
+    monthly = MonthlyKeeper(p)  # monthly report per user (seed 001 API 5)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -86,6 +88,7 @@ def register(p: Pipeline) -> None:
                     # Right to delete: what came before goes; what comes after starts afresh.
                     residuals.append(forgetter.forget(event.app, event.user_id, part, state,
                                                       now, "deleted"))
+                    monthly.forget(event.app, event.user_id)
                     state, changed, profiled, forgotten = UserState(), False, False, True
                     valid[(event.app, event.event)] += 1
                     continue
@@ -106,6 +109,7 @@ def register(p: Pipeline) -> None:
                         triggers.on_event(state, event)
                         business.on_event(part, state, event)
                         experiments.on_event(state, event, agg)
+                        monthly.on_event(state, event)
                 except Exception as err:  # a poison event must not stop the partition
                     dead_letter_state_error(event, err, part)
                     continue

@@ -198,6 +198,10 @@ class Metrics:
         self.experiment_target_users = Gauge(
             "pulse_experiment_target_users", "The plan's target sample size per variant",
             ["app", "experiment"], registry=r)
+        self.monthly_too_late = Counter(
+            "pulse_monthly_too_late", "Events for a month before the user's previous month: "
+            "the monthly report keeps two months, so they change no user_monthly row",
+            ["app"], registry=r)
 
 
 class RevenueMetrics:

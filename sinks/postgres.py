@@ -286,7 +286,7 @@ def user_trigger_sink(pool: AsyncConnectionPool, metrics: Metrics,
 # Per-user rows a forgotten user leaves: deleted. Crisis incidents stay, as the audit fact
 # that an incident existed (seed 000 §7), under an anonymous user hash.
 FORGET_TABLES = ("user_profiles", "user_triggers", "user_streaks", "user_funnels",
-                 "user_properties")
+                 "user_properties", "user_monthly")
 FORGOTTEN_HASH = "forgotten"
 
 
@@ -324,3 +324,20 @@ class ForgetSink(BatchingSink[tuple[str, str]]):
         first = {key: row for key, row in rows.items() if len(row) == 3}
         if first:
             self.rechecks.append((time.monotonic() + self.recheck_seconds, first))
+
+
+MONTHLY_COLUMNS = ("app", "user_id", "month", "total_actions", "habits_completed",
+                   "journal_entries", "goals_progress", "streak_max", "features_used",
+                   "achievements")
+_UPSERT_MONTHLY = f"""
+INSERT INTO user_monthly ({", ".join(MONTHLY_COLUMNS)}, updated_at)
+VALUES ({", ".join(["%s"] * len(MONTHLY_COLUMNS))}, now())
+ON CONFLICT (app, user_id, month) DO UPDATE SET
+  {", ".join(f"{c} = EXCLUDED.{c}" for c in MONTHLY_COLUMNS[3:])}, updated_at = now()
+"""
+
+
+def user_monthly_sink(pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> RowUpsertSink:
+    """user_monthly rows (deploy/sql/012): (app, user_id, month, …counts); app and user first."""
+    return RowUpsertSink(pool, metrics, "postgres_user_monthly", _UPSERT_MONTHLY,
+                         user_columns=(0, 1), **kwargs)

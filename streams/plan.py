@@ -26,6 +26,7 @@ from tables.crisis import LEVELS, SafetyConfig
 from tables.experiments import ExperimentConfig
 from tables.funnels import FunnelConfig
 from tables.groups import GroupConfig
+from tables.monthly import MonthlyConfig
 from tables.profile import ProfileConfig
 from tables.revenue import RevenueConfig
 from tables.streaks import StreakConfig
@@ -142,6 +143,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     user_properties: dict[str, PropertyRule] = {}  # derived user properties (seed 002 §2)
     experiments: dict[str, ExperimentConfig] = {}
     groups: dict[str, GroupConfig] = {}  # B2B groups and their anonymous counts
+    monthly_report: MonthlyConfig | None = None  # seed 001 API 5
 
 
 @dataclass(frozen=True)
@@ -186,6 +188,7 @@ class Plan:
     user_properties: Mapping[str, PropertyRule] = field(default_factory=dict)
     experiments: Mapping[str, ExperimentConfig] = field(default_factory=dict)
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)
+    monthly_report: MonthlyConfig | None = None
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -451,6 +454,8 @@ def load_plan(path: Path) -> Plan:
         if group.min_size < 2:
             raise PlanError(file, loc.line("groups", kind, "min_size"),
                             f"groups.{kind}: min_size must be at least 2 (anonymity)")
+    if spec.monthly_report is not None:
+        plan_business.check_monthly(spec.monthly_report, events, spec.streaks, carried, loc, file)
 
     return Plan(
         app=spec.app,
@@ -479,6 +484,7 @@ def load_plan(path: Path) -> Plan:
         user_properties=spec.user_properties,
         experiments=spec.experiments,
         groups=spec.groups,
+        monthly_report=spec.monthly_report,
     )
 
 

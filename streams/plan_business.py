@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from streams.errors import PlanError
+from tables.monthly import MonthlyConfig
 from tables.revenue import RevenueConfig
 from tables.user_props import PropertyRule, carried
 
@@ -79,3 +80,28 @@ def check_user_properties(rules: Mapping[str, PropertyRule], events: Mapping[str
                                     f"user_properties.{name}: {event} has no property "
                                     f"{rule.property!r}")
     _merge(out, carried(rules, activity))
+
+
+def check_monthly(cfg: MonthlyConfig, events: Mapping[str, EventSpec],
+                  streaks: Mapping[str, Any], out: dict[str, tuple[str, ...]], loc: Any,
+                  file: str) -> None:
+    """The monthly report (seed 001 API 5) names real events, properties and a streak type;
+    the goals and feature events carry the property the report reads."""
+    lists = {"actions": cfg.actions, "habits_completed": cfg.habits_completed,
+             "journal_entries": cfg.journal_entries, "achievements": cfg.achievements}
+    for section, names in lists.items():
+        for i, name in enumerate(names):
+            if name not in events:
+                raise PlanError(file, loc.line("monthly_report", section, i),
+                                f"monthly_report.{section}: {name!r} is not an event of this plan")
+    for section, ref in (("goals_progress", cfg.goals_progress), ("features", cfg.features)):
+        if ref is None:
+            continue
+        if ref.event not in events or ref.property not in events[ref.event].properties:
+            raise PlanError(file, loc.line("monthly_report", section),
+                            f"monthly_report.{section}: {ref.event!r} must be an event of this "
+                            f"plan with the property {ref.property!r}")
+        _merge(out, {ref.event: (ref.property,)})
+    if cfg.streak_type is not None and cfg.streak_type not in streaks:
+        raise PlanError(file, loc.line("monthly_report", "streak_type"),
+                        f"monthly_report.streak_type: no streak type {cfg.streak_type!r}")

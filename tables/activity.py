@@ -25,6 +25,7 @@ from tables.funnels import contribution as funnel_contribution
 from tables.funnels import reached as funnel_reached
 from tables.groups import GroupConfig, Span, apply_membership
 from tables.groups import contribution as group_contribution
+from tables.monthly import MonthCounts
 from tables.profile import ProfileInputs
 from tables.revenue import RevenueState
 from tables.streaks import StreakState
@@ -117,6 +118,9 @@ class UserState(msgspec.Struct, array_like=True):
     experiments: dict[str, ExperimentState] | None = None
     # Group memberships (B2B, tables.groups); absent in states written before them.
     groups: list[Span] | None = None
+    # Monthly report (seed 001 API 5, tables.monthly): the newest month and the one before it;
+    # absent in states written before it.
+    monthly: list[MonthCounts] | None = None
 
     @property
     def active(self) -> int:

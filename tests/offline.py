@@ -372,3 +372,77 @@ def recompute_crypto_properties(events: Iterable[dict[str, Any]], plan: Plan,
             "language": u["language"][1] if u["language"] else None,
         }
     return out
+
+
+MonthlyRow = tuple[int, int, int, int, int, int, int]
+
+
+def recompute_monthly(events: Iterable[dict[str, Any]],
+                      plan: Plan) -> dict[tuple[str, date], MonthlyRow]:
+    """user_monthly rows (user, first day of the local month) → (total_actions,
+    habits_completed, journal_entries, goals_progress, streak_max, features_used, achievements),
+    straight from the plan's monthly_report section on the whole history (no kept months:
+    traffic whose late events stay within the previous month gives the same rows)."""
+    cfg = plan.monthly_report
+    assert cfg is not None
+    streak = plan.streaks[cfg.streak_type] if cfg.streak_type else None
+    counts: dict[tuple[str, date], list[int]] = {}
+    features: dict[tuple[str, date], set[str]] = defaultdict(set)
+    streak_days: dict[tuple[str, date], set[date]] = defaultdict(set)
+    goals, feature = cfg.goals_progress, cfg.features
+    looked_at = {*cfg.actions, *cfg.habits_completed, *cfg.journal_entries, *cfg.achievements,
+                 *(streak.events if streak else ()), *(r.event for r in (goals, feature) if r)}
+    for doc in unique(events):
+        if doc["app"] != plan.app or doc["event"] not in looked_at:
+            continue
+        day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
+        key = (doc["user_id"], day.replace(day=1))
+        row = counts.setdefault(key, [0] * 7)
+        name, props = doc["event"], doc.get("properties") or {}
+        row[0] += name in cfg.actions
+        row[1] += name in cfg.habits_completed
+        row[2] += name in cfg.journal_entries
+        row[6] += name in cfg.achievements
+        if goals and name == goals.event and goals.property in props:
+            row[3] = max(row[3], int(props[goals.property]))
+        if feature and name == feature.event and feature.property in props:
+            features[key].add(props[feature.property])
+        if streak and name in streak.events:
+            streak_days[key].add(day)
+    out: dict[tuple[str, date], MonthlyRow] = {}
+    for key, row in counts.items():
+        best, run, previous = 0, 0, None
+        for day in sorted(streak_days[key]):
+            gap_ok = (previous is not None and streak is not None
+                      and (day - previous).days - 1 <= streak.grace_days)
+            run = run + 1 if gap_ok else 1
+            best, previous = max(best, run), day
+        out[key] = (row[0], row[1], row[2], row[3], best, len(features[key]), row[6])
+    return out
+
+
+def monthly_report(rows: dict[tuple[str, date], MonthlyRow]
+                   ) -> dict[tuple[str, date], tuple[int, int | None, float | None]]:
+    """The user_monthly_report view from recomputed rows: (user, month) → (month_number,
+    total_actions change vs the previous calendar month or None in the first month,
+    100 * percent_rank of total_actions among the month's users with actions, or None)."""
+    first: dict[str, date] = {}
+    for user, month in rows:
+        first[user] = min(first.get(user, month), month)
+    by_month: dict[date, list[int]] = defaultdict(list)
+    for (_, month), row in rows.items():
+        if row[0] > 0:
+            by_month[month].append(row[0])
+    out: dict[tuple[str, date], tuple[int, int | None, float | None]] = {}
+    for (user, month), row in rows.items():
+        f = first[user]
+        number = (month.year - f.year) * 12 + month.month - f.month + 1
+        before = (month - timedelta(days=1)).replace(day=1)
+        change = None if month == f else row[0] - rows.get((user, before), (0,))[0]
+        percentile = None
+        if row[0] > 0:
+            actives = by_month[month]
+            below = sum(1 for n in actives if n < row[0])  # rank - 1; ties share the lowest
+            percentile = 100.0 * below / (len(actives) - 1) if len(actives) > 1 else 0.0
+        out[(user, month)] = (number, change, percentile)
+    return out

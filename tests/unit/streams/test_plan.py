@@ -208,3 +208,30 @@ def test_trigger_feedback_events_carry_their_ids() -> None:
     assert plan.triggers is not None and plan.triggers.cap_per_day == 1
     assert plan.carried["trigger_dismissed"] == ("trigger_id", "trigger_type")
     assert plan.carried["trigger_sent"] == ("trigger_id", "trigger_type")
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ("streak_type: habits", "streak_type: walking",
+     "monthly_report.streak_type: no streak type 'walking'"),
+    ("journal_entries: [journal_entry]", "journal_entries: [diary]",
+     "monthly_report.journal_entries: 'diary' is not an event"),
+    ("property: progress}", "property: percent}",
+     "monthly_report.goals_progress: 'goal_progress_50' must be an event of this plan with "
+     "the property 'percent'"),
+])
+def test_broken_monthly_report_section(tmp_path: Path, old: str, new: str, problem: str) -> None:
+    text = (PLANS_DIR / "onepercent.yaml").read_text(encoding="utf-8")
+    head, section = text.split("\nmonthly_report:\n")
+    assert old in section
+    path = tmp_path / "onepercent.yaml"
+    path.write_text(f"{head}\nmonthly_report:\n{section.replace(old, new)}", encoding="utf-8")
+    with pytest.raises(PlanError, match=problem):
+        load_plan(path)
+
+
+def test_monthly_report_reads_carried_properties() -> None:
+    plan = PLANS["onepercent"]
+    assert plan.monthly_report is not None and plan.monthly_report.streak_type == "habits"
+    assert plan.carried["goal_progress_50"] == ("progress",)
+    assert "feature" in plan.carried["feature_used"]
+    assert all(p.monthly_report is None for app, p in PLANS.items() if app != "onepercent")
