@@ -23,7 +23,7 @@ from tables.funnels import FunnelConfig, FunnelState
 from tables.funnels import apply_event as funnel_event
 from tables.funnels import contribution as funnel_contribution
 from tables.funnels import reached as funnel_reached
-from tables.groups import GroupConfig, Span, apply_membership
+from tables.groups import GroupConfig, Move, record_move
 from tables.groups import contribution as group_contribution
 from tables.monthly import MonthCounts
 from tables.profile import ProfileInputs
@@ -117,7 +117,7 @@ class UserState(msgspec.Struct, array_like=True):
     # states written before it (tables.experiments).
     experiments: dict[str, ExperimentState] | None = None
     # Group memberships (B2B, tables.groups); absent in states written before them.
-    groups: list[Span] | None = None
+    groups: list[Move] | None = None
     # Monthly report (seed 001 API 5, tables.monthly): the newest month and the one before it;
     # absent in states written before it.
     monthly: list[MonthCounts] | None = None
@@ -297,7 +297,8 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
         _add_to_sessions(state, event.ts, day, cfg.session_gap, deltas)
     change.beyond_dedupe = beyond_dedupe
     if in_groups:
-        state.groups = apply_membership(state.groups, cfg.groups, event.event, event.props, day)
+        state.groups = record_move(state.groups, cfg.groups, event.event, event.props,
+                                   event.ts, day)
         groups_after = group_contribution(state.groups or [], active_days(state))
         for where in groups_before.keys() | groups_after.keys():
             moved = groups_after.get(where, 0) - groups_before.get(where, 0)

@@ -1,8 +1,8 @@
 """Group memberships (seed 000 §3.11 B2B groups) and their anonymous monthly counts.
 
 A plan's `groups:` section names, per kind of group, the events by which a user joins and leaves
-a group and the property holding the group's id. Each user keeps their membership spans. Their
-share of the group counts is a function of those spans and their active days, so it is exact,
+a group and the property holding the group's id. Each user keeps their joins and leaves. Their
+share of the group counts is a function of those and of their active days, so it is exact,
 rebuilt after a restart like every other counter, and kept when the user is forgotten:
 
 - `group:<kind>:joined` and `group:<kind>:left` on the local day of the join or leave (members
@@ -36,6 +36,17 @@ class GroupConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     min_size: int = 10  # smaller groups are never shown (k-anonymity)
 
 
+class Move(msgspec.Struct, array_like=True):
+    """A join or leave, as the user's state keeps it: memberships are replayed from these in
+    event-time order, so late and out-of-order events give the same spans."""
+
+    ts: float
+    day: int  # local day
+    kind: str
+    joined: bool
+    group: str
+
+
 class Span(msgspec.Struct, array_like=True):
     kind: str
     group: str
@@ -49,42 +60,47 @@ def month_start(day: int) -> int:
     return (when.replace(day=1) - EPOCH).days
 
 
-def apply_membership(spans: list[Span] | None, kinds: Mapping[str, GroupConfig], event: str,
-                     props: Mapping[str, Any] | None, day: int) -> list[Span] | None:
-    """The spans after a join or leave event (unchanged for any other event). One group per
-    kind at a time: joining another closes the current one the day before."""
+def record_move(moves: list[Move] | None, kinds: Mapping[str, GroupConfig], event: str,
+                props: Mapping[str, Any] | None, ts: float, day: int) -> list[Move] | None:
+    """The moves after a join or leave event (unchanged for any other event)."""
     for kind, cfg in kinds.items():
+        if event not in (cfg.join, cfg.leave):
+            continue
         group = (props or {}).get(cfg.property)
         if not isinstance(group, str | int) or isinstance(group, bool):
             continue
-        group = str(group)
-        out = list(spans or [])
-        if event == cfg.join:
-            if any(s.kind == kind and s.group == group and s.start <= day <= s.end for s in out):
-                continue  # already a member then
-            mine = sorted((s for s in out if s.kind == kind), key=lambda s: s.start)
-            later = next((s for s in mine if s.start > day), None)
-            if later is not None and later.group == group:
-                later.start = day  # a late join of the membership that follows: it began earlier
-            else:
-                for s in mine:
-                    if s.start < day <= s.end:
-                        s.end = day - 1  # one group per kind: the one before ends
-                out.append(Span(kind, group, day, later.start - 1 if later else OPEN))
-            spans = sorted(out, key=lambda s: (s.kind, s.start))
-        elif event == cfg.leave:
-            for s in out:
-                if s.kind == kind and s.group == group and s.start <= day < s.end:
-                    s.end = day
-            spans = out
-    return spans
+        moves = sorted([*(moves or []), Move(ts, day, kind, event == cfg.join, str(group))],
+                       key=lambda m: (m.ts, not m.joined))
+    return moves
 
 
-def contribution(spans: Iterable[Span], active_days: Iterable[int]) -> dict[tuple[str, int], int]:
+def spans_of(moves: Iterable[Move]) -> list[Span]:
+    """Memberships: one group per kind at a time; joining another ends the current one the day
+    before; a leave ends the membership of that group on its day; a repeated join of the
+    current group changes nothing."""
+    current: dict[str, Span] = {}
+    out: list[Span] = []
+    for move in moves:
+        now = current.get(move.kind)
+        if move.joined:
+            if now is not None and now.group == move.group:
+                continue
+            if now is not None:
+                now.end = move.day - 1
+            current[move.kind] = Span(move.kind, move.group, move.day)
+            out.append(current[move.kind])
+        elif now is not None and now.group == move.group:
+            now.end = move.day
+            del current[move.kind]
+    return [s for s in out if s.end >= s.start]
+
+
+def contribution(moves: Iterable[Move], active_days: Iterable[int]
+                 ) -> dict[tuple[str, int], int]:
     """The user's share of the group counters, (counter key, local day) → millionths."""
     out: dict[tuple[str, int], int] = {}
     days = sorted(active_days)
-    for s in spans:
+    for s in spans_of(moves):
         out[(counter_key(f"group:{s.kind}:joined", s.group), s.start)] = SCALE
         if s.end != OPEN:
             out[(counter_key(f"group:{s.kind}:left", s.group), s.end)] = SCALE

@@ -165,6 +165,56 @@ def recompute_counters(events: Iterable[dict[str, Any]],
             out[(doc["app"], day, name, dimension)] += amount
     for key, users in recompute_funnels(events, plans).items():
         out[key] += users
+    for key, users in recompute_groups(events, plans).items():
+        out[key] += users
+    return dict(out)
+
+
+def recompute_groups(events: Iterable[dict[str, Any]],
+                     plans: dict[str, Plan]) -> dict[tuple[str, date, str, str], int]:
+    """Group counter rows: walk each user's joins and leaves in time order (one group per kind;
+    a join of another group ends the current one the day before; a leave of the current group
+    ends it that day), then count joins, leaves and the months with an activity day inside a
+    membership."""
+    moves: dict[tuple[str, str], list[tuple[datetime, str, str, str]]] = defaultdict(list)
+    active: dict[tuple[str, str], set[date]] = defaultdict(set)
+    for doc in unique(events):
+        plan = plans[doc["app"]]
+        ts = datetime.fromisoformat(doc["timestamp"])
+        user = (doc["app"], doc["user_id"])
+        if doc["event"] in plan.activity_events:
+            active[user].add(ts.astimezone(plan.tz).date())
+        for kind, cfg in plan.groups.items():
+            group = (doc.get("properties") or {}).get(cfg.property)
+            if group is not None and doc["event"] in (cfg.join, cfg.leave):
+                moves[user].append((ts, kind, "join" if doc["event"] == cfg.join else "leave",
+                                    str(group)))
+    out: dict[tuple[str, date, str, str], int] = defaultdict(int)
+    for (app, user), mine in moves.items():
+        tz = plans[app].tz
+        mine.sort(key=lambda m: (m[0], m[2] == "leave"))
+        memberships: list[list[Any]] = []  # [kind, group, start, end or None]
+        current: dict[str, list[Any]] = {}
+        for ts, kind, action, group in mine:
+            day = ts.astimezone(tz).date()
+            now = current.get(kind)
+            if action == "join" and not (now and now[1] == group):
+                if now:
+                    now[3] = day - timedelta(days=1)
+                current[kind] = [kind, group, day, None]
+                memberships.append(current[kind])
+            elif action == "leave" and now and now[1] == group:
+                now[3] = day
+                del current[kind]
+        for kind, group, start, end in memberships:
+            if end is not None and end < start:
+                continue
+            out[(app, start, f"group:{kind}:joined", group)] += 1
+            if end is not None:
+                out[(app, end, f"group:{kind}:left", group)] += 1
+            for month in {d.replace(day=1) for d in active[(app, user)]
+                          if start <= d and (end is None or d <= end)}:
+                out[(app, month, f"group:{kind}:active", group)] += 1
     return dict(out)
 
 

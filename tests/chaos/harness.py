@@ -27,6 +27,7 @@ from tests.offline import (
     recompute_cohorts,
     recompute_counters,
     recompute_streaks,
+    step_condition_holds,
     unique,
 )
 
@@ -145,10 +146,11 @@ def user_funnels(events: list[dict[str, Any]]) -> dict[tuple[str, str, str],
                                                      tuple[int, list[datetime]]]:
     """user_funnels rows, walked as tests.offline.recompute_funnels walks them: step k is the
     first occurrence of its event at or after step k-1, within its window of step 0."""
-    times: dict[tuple[str, str], list[tuple[datetime, str]]] = {}
+    times: dict[tuple[str, str], list[tuple[datetime, str, dict[str, Any]]]] = {}
     for doc in unique(events):
         times.setdefault((doc["app"], doc["user_id"]), []).append(
-            (datetime.fromisoformat(doc["timestamp"]), doc["event"]))
+            (datetime.fromisoformat(doc["timestamp"]), doc["event"],
+             doc.get("properties") or {}))
     out: dict[tuple[str, str, str], tuple[int, list[datetime]]] = {}
     for (app, user), mine in times.items():
         mine.sort(key=lambda item: item[0])
@@ -156,7 +158,8 @@ def user_funnels(events: list[dict[str, Any]]) -> dict[tuple[str, str, str],
             steps: list[datetime] = []
             for step in funnel.steps:
                 floor = steps[-1] if steps else None
-                hit = next((ts for ts, event in mine if event == step.event
+                hit = next((ts for ts, event, props in mine if event == step.event
+                            and step_condition_holds(step.where, props)
                             and (floor is None or ts >= floor)
                             and (step.within_days is None or not steps
                                  or ts <= steps[0] + timedelta(days=step.within_days))), None)
@@ -227,8 +230,11 @@ def redis_mismatches(rows: dict[str, dict[str, Any]],
         if not fields:
             out.append((user, "missing in Redis"))
             continue
-        wrong = {name: (row.get(name), text) for name, text in fields.items()
-                 if name not in row or not same_value(row[name], text)}
+        # The hash also holds the user properties (issue 9's keeper writes its own fields):
+        # every profile column must be there and equal; other fields are not the profile's.
+        profile = {name for name in row if name not in ("app", "user_id", "updated_at")}
+        wrong = {name: (row[name], fields.get(name)) for name in sorted(profile)
+                 if name not in fields or not same_value(row[name], fields[name])}
         if wrong:
             out.append((user, wrong))
     out.extend((user, "in Redis only") for user in sorted(set(live) - set(rows)))

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import itertools
 from datetime import date
 
 from streams.envelope import ValidEvent
 from tables.activity import StateConfig, UserState, apply, counter_contribution
 from tables.counters import SCALE, counter_key
-from tables.groups import OPEN, GroupConfig, Span, apply_membership, contribution, month_start
+from tables.groups import GroupConfig, Move, Span, contribution, month_start, record_move, spans_of
 
 B2B = {"b2b": GroupConfig(join="joined", leave="removed")}
 CFG = StateConfig(groups=B2B)
@@ -33,26 +34,37 @@ def test_month_start_is_the_first_local_day_of_the_month() -> None:
     assert month_start(MARCH_30) == day_of(date(2026, 3, 1))
 
 
+def moves(*steps: tuple[str, str, int]) -> list[Move] | None:
+    out: list[Move] | None = None
+    for name, group, day in steps:
+        out = record_move(out, B2B, name, {"group_id": group}, day * 86400.0, day)
+    return out
+
+
 def test_join_leave_and_switching_groups() -> None:
-    spans = apply_membership(None, B2B, "joined", {"group_id": "acme"}, MARCH_30)
-    assert spans == [Span("b2b", "acme", MARCH_30)]
-    assert apply_membership(spans, B2B, "joined", {"group_id": "acme"}, APRIL_2) == spans
-    spans = apply_membership(spans, B2B, "joined", {"group_id": "globex"}, APRIL_20)
-    assert spans == [Span("b2b", "acme", MARCH_30, APRIL_20 - 1), Span("b2b", "globex",
-                                                                       APRIL_20, OPEN)]
-    spans = apply_membership(spans, B2B, "removed", {"group_id": "globex"}, APRIL_20 + 3)
-    assert spans is not None and spans[1].end == APRIL_20 + 3
+    assert spans_of(moves(("joined", "acme", MARCH_30)) or []) == [
+        Span("b2b", "acme", MARCH_30)]
+    again = moves(("joined", "acme", MARCH_30), ("joined", "acme", APRIL_2))
+    assert spans_of(again or []) == [Span("b2b", "acme", MARCH_30)]
+    switched = moves(("joined", "acme", MARCH_30), ("joined", "globex", APRIL_20),
+                     ("removed", "globex", APRIL_20 + 3), ("removed", "acme", APRIL_20 + 5))
+    assert spans_of(switched or []) == [Span("b2b", "acme", MARCH_30, APRIL_20 - 1),
+                                        Span("b2b", "globex", APRIL_20, APRIL_20 + 3)]
+    assert moves(("other", "acme", APRIL_2)) is None
 
 
-def test_a_late_join_moves_the_membership_earlier() -> None:
-    spans = apply_membership(None, B2B, "joined", {"group_id": "acme"}, APRIL_20)
-    spans = apply_membership(spans, B2B, "joined", {"group_id": "acme"}, APRIL_2)
-    assert spans == [Span("b2b", "acme", APRIL_2)]
+def test_memberships_do_not_depend_on_arrival_order() -> None:
+    steps = [("joined", "acme", MARCH_30), ("removed", "acme", APRIL_2),
+             ("joined", "globex", APRIL_20)]
+    expected = spans_of(moves(*steps) or [])
+    assert expected == [Span("b2b", "acme", MARCH_30, APRIL_2), Span("b2b", "globex", APRIL_20)]
+    for order in itertools.permutations(steps):
+        assert spans_of(moves(*order) or []) == expected
 
 
 def test_contribution_counts_joins_leaves_and_active_months_as_a_member() -> None:
-    spans = [Span("b2b", "acme", MARCH_30, APRIL_20)]
-    out = contribution(spans, [MARCH_30 - 5, MARCH_30, APRIL_2, APRIL_20 + 1])
+    joined_and_left = moves(("joined", "acme", MARCH_30), ("removed", "acme", APRIL_20))
+    out = contribution(joined_and_left or [], [MARCH_30 - 5, MARCH_30, APRIL_2, APRIL_20 + 1])
     assert out == {
         (counter_key("group:b2b:joined", "acme"), MARCH_30): SCALE,
         (counter_key("group:b2b:left", "acme"), APRIL_20): SCALE,
@@ -66,6 +78,7 @@ def test_state_deltas_add_up_to_the_contribution_whatever_the_order() -> None:
     events = [event("joined", MARCH_30, 1, "acme"), event("x", APRIL_2, 2, activity=True),
               event("removed", APRIL_20, 3, "acme"), event("x", MARCH_30 - 3, 4, activity=True),
               event("x", APRIL_20 + 2, 5, activity=True)]
+    totals = []
     for order in (events, list(reversed(events)), events[2:] + events[:2]):
         state, summed = UserState(), {}
         for e in order:
@@ -74,3 +87,5 @@ def test_state_deltas_add_up_to_the_contribution_whatever_the_order() -> None:
         expected = counter_contribution(state, CFG)
         assert {k: v for k, v in summed.items() if v} == expected
         assert expected[(counter_key("group:b2b:active", "acme"), month_start(APRIL_2))] == SCALE
+        totals.append(expected)
+    assert totals[0] == totals[1] == totals[2]  # the same counts whatever the arrival order
