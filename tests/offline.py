@@ -206,15 +206,17 @@ def recompute_groups(events: Iterable[dict[str, Any]],
             elif action == "leave" and now and now[1] == group:
                 now[3] = day
                 del current[kind]
+        active_months: set[tuple[str, str, date]] = set()  # a member counts once a month
         for kind, group, start, end in memberships:
             if end is not None and end < start:
                 continue
             out[(app, start, f"group:{kind}:joined", group)] += 1
             if end is not None:
                 out[(app, end, f"group:{kind}:left", group)] += 1
-            for month in {d.replace(day=1) for d in active[(app, user)]
-                          if start <= d and (end is None or d <= end)}:
-                out[(app, month, f"group:{kind}:active", group)] += 1
+            active_months |= {(kind, group, d.replace(day=1)) for d in active[(app, user)]
+                              if start <= d and (end is None or d <= end)}
+        for kind, group, month in active_months:
+            out[(app, month, f"group:{kind}:active", group)] += 1
     return dict(out)
 
 

@@ -19,7 +19,9 @@ import redis
 
 from streams.envelope import user_key
 from streams.plan import Plan, load_plans
+from streams.privacy import Pseudonymizer
 from streams.publish import Publisher
+from tests.conftest import TEST_USER_ID_SECRET
 from tests.integration.conftest import REPO, PulseEnv, wait_for
 from tests.integration.test_profiles import expected_profile
 from tests.offline import (
@@ -167,8 +169,15 @@ def user_funnels(events: list[dict[str, Any]]) -> dict[tuple[str, str, str],
                     break
                 steps.append(hit)
             if steps:
-                out[(app, user, name)] = (len(steps), steps)
+                out[(app, stored_id(app, user), name)] = (len(steps), steps)
     return out
+
+
+def stored_id(app: str, user: str) -> str:
+    """The id Pulse stores for a user: a raw-id plan's ids become pseudonyms (streams.privacy)."""
+    if PLANS[app].privacy.user_id == "raw":
+        return Pseudonymizer(TEST_USER_ID_SECRET)(app, user)
+    return user
 
 
 def stored_funnels(pulse: PulseEnv) -> dict[tuple[str, str, str], tuple[int, list[datetime]]]:
