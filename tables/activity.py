@@ -99,7 +99,10 @@ class UserState(msgspec.Struct, array_like=True):
     last_ts: float = 0.0
     day_stats: dict[int, list[int]] = msgspec.field(default_factory=dict)
     sessions: list[Session] = msgspec.field(default_factory=list)
-    seen: dict[int, list[int]] = msgspec.field(default_factory=dict)
+    # Event-id digests per local day, packed as 8-byte big-endian integers: a heavy user keeps
+    # thousands, and bytes encode and decode as one copy where a list costs per element. States
+    # written before hold lists; decode_state packs them.
+    seen: dict[int, bytes | list[int]] = msgspec.field(default_factory=dict)
     # Highest ingest position applied per ingest partition (see ValidEvent.position).
     positions: dict[int, int] = msgspec.field(default_factory=dict)
     crisis: CrisisState | None = None
@@ -169,6 +172,9 @@ def encode_state(state: UserState) -> bytes:
 
 def decode_state(data: bytes) -> UserState:
     state = _decoder.decode(data)
+    for day, ids in state.seen.items():
+        if type(ids) is list:  # written before the ids were packed
+            state.seen[day] = pack_ids(ids)
     if type(state.active_bits) is bytes:
         state.active_bits = from_wire(state.active_bits)
     if state.streaks:
@@ -176,6 +182,21 @@ def decode_state(data: bytes) -> UserState:
             if type(streak.days_bits) is bytes:
                 streak.days_bits = from_wire(streak.days_bits)
     return state
+
+
+def _holds(packed: bytes, digest: bytes) -> bool:
+    """Whether `digest` is one of the 8-byte items of `packed` (a match across two items is
+    not one)."""
+    at = packed.find(digest)
+    while at != -1:
+        if at % 8 == 0:
+            return True
+        at = packed.find(digest, at + 1)
+    return False
+
+
+def pack_ids(ids: list[int]) -> bytes:
+    return b"".join(i.to_bytes(8, "big", signed=True) for i in ids)
 
 
 def is_active(state: UserState, day: int) -> bool:
@@ -215,12 +236,14 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
     newest = max(state.end_day, day)
 
     # Dedupe by event id within the dedupe window of the user's newest day.
-    bucket = state.seen.get(day)
-    if bucket is not None and event.id_hash in bucket:
+    digest = event.id_hash.to_bytes(8, "big", signed=True)
+    bucket = state.seen.get(day, b"")
+    assert isinstance(bucket, bytes)  # packed by decode_state
+    if _holds(bucket, digest):
         return Change(deltas, duplicate=True)
     beyond_dedupe = day <= newest - cfg.dedupe_days
     if not beyond_dedupe:
-        state.seen.setdefault(day, []).append(event.id_hash)
+        state.seen[day] = bucket + digest
 
     if day <= newest - cfg.history_days:
         # Older than the retained history: counted by the caller, but no day it could change is

@@ -29,6 +29,7 @@ from tables.activity import (
     decode_state,
     encode_state,
     is_active,
+    pack_ids,
 )
 from tables.streaks import StreakState
 
@@ -372,3 +373,22 @@ def test_states_written_before_wide_bitmaps_still_decode() -> None:
     old = msgspec.msgpack.encode([D, D, D + 3, 0b1001, 1.0e9, {}, [], {}, {}])
     state = decode_state(old)
     assert (state.active, state.end_day, sorted(active_days(state))) == (0b1001, D + 3, [D, D + 3])
+
+
+def test_event_ids_are_packed_and_a_match_across_two_digests_is_not_one() -> None:
+    state = UserState()
+    # Digests chosen so that the bytes of 0x..AABB followed by 0xCCDD.. hold 0xAABBCCDD.. at an
+    # odd offset: only whole 8-byte items may match.
+    first, second = 0x00000000000000AA, 0x0BCCDD0000000000
+    straddling = int.from_bytes(bytes.fromhex("000000000000AA0B"), "big")
+    run(state, ev(D, hid=first), ev(D, "12:05", hid=second))
+    assert state.seen[D] == pack_ids([first, second])
+    assert not apply(state, ev(D, "12:10", hid=straddling), CFG).duplicate
+    assert apply(state, ev(D, "12:20", hid=second), CFG).duplicate
+
+
+def test_states_with_event_id_lists_still_decode() -> None:
+    old = msgspec.msgpack.encode([D, D, D, 1, 1.0e9, {D: [1, 0]}, [], {D: [7, -3]}, {}])
+    state = decode_state(old)
+    assert state.seen == {D: pack_ids([7, -3])}
+    assert apply(state, ev(D, "13:00", hid=-3), CFG).duplicate
