@@ -95,6 +95,7 @@ class BusinessKeeper:
         self.rules = {app: plan.user_properties for app, plan in p.plans.items()}
         self.aggregates: dict[int, RevenueAggregates] = {}
         self.touched: dict[tuple[int, str], int] = {}  # (partition, app) → day last touched
+        self.rebuilt: set[int] = set()  # partitions whose rows come from recovered state
         self.pending_publish = False
         self.gauges = RevenueMetrics(p.metrics.registry)
         s = p.settings
@@ -180,6 +181,7 @@ class BusinessKeeper:
         """Recompute the revenue rows of the partitions now owned from the restored states."""
         self.aggregates.clear()
         self.touched.clear()
+        self.rebuilt = set(buckets)
         for part, users in buckets.items():
             agg = self.aggregates_for(part)
             for app, state in users:
@@ -194,7 +196,9 @@ class BusinessKeeper:
         """Hand changed rows to the sink (today's rows too, so the totals reach today) and
         refresh the gauges."""
         today = self.p.today(now)
-        owned = self.p.owned_partitions()
+        # Only partitions rebuilt from their recovered states: touching today's rows of one
+        # still recovering would write zeros over its totals until the rebuild.
+        owned = self.p.owned_partitions() & self.rebuilt
         for part in owned:
             agg = self.aggregates_for(part)
             for app, cfg in self.revenue.items():
