@@ -113,9 +113,9 @@ class IngestLoop:
                                          max_request_size=4 * 1024 * 1024)
 
     async def run(self) -> None:
-        await self.producer.start()
-        await self.consumer.start()
         try:
+            await self.producer.start()
+            await self.consumer.start()
             while True:
                 batches = await self.consumer.getmany(
                     timeout_ms=int(self.p.settings.ingest_batch_seconds * 1000),
@@ -157,7 +157,10 @@ class IngestLoop:
         the gauge the Faust consumer's partitions use too (agents.lag)."""
         total = 0
         reported: set[tuple[str, str]] = set()
-        for tp in self.consumer.assignment():
+        assigned = self.consumer.assignment()
+        for tp in [tp for tp in self.committed if tp not in assigned]:
+            del self.committed[tp]  # moved away: a later owner's commits are not ours
+        for tp in assigned:
             end = self.consumer.highwater(tp)  # from the last fetch: no broker round trip
             if end is None:
                 continue

@@ -13,7 +13,12 @@ class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="PULSE_", extra="ignore")
 
     def user_id_key(self) -> str | None:
-        return self.user_id_secret.get_secret_value() if self.user_id_secret else None
+        """The pseudonymization key: set, or the one `pulse dev` keeps in the state folder, so
+        commands run beside a dev stack (e.g. `pulse deadletters replay`) find it too."""
+        if self.user_id_secret:
+            return self.user_id_secret.get_secret_value()
+        kept = self.state_dir / "user_id_secret"
+        return kept.read_text().strip() if kept.is_file() else None
 
     # Connections. Unset: use the embedded services a running `pulse dev` recorded in state_dir.
     kafka_bootstrap: str | None = Field(None, description="Kafka bootstrap servers host:port")

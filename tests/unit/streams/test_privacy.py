@@ -119,3 +119,13 @@ def test_an_empty_id_stays_empty_in_the_dead_letter_so_a_replay_is_still_rejecte
     [rejection] = validate_record(raw, PLANS, NOW, LIMITS).rejected
     assert orjson.loads(rejection.payload)["user_id"] == ""
     assert validate_record(rejection.payload, PLANS, NOW, LIMITS).valid == []
+
+
+def test_commands_beside_a_dev_stack_find_its_key(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("PULSE_USER_ID_SECRET", raising=False)
+    assert Settings(state_dir=tmp_path).user_id_key() is None
+    (tmp_path / "user_id_secret").write_text("kept-by-pulse-dev-1234\n")
+    assert Settings(state_dir=tmp_path).user_id_key() == "kept-by-pulse-dev-1234"
+    assert Settings(state_dir=tmp_path, user_id_secret="set-wins-over-file-1").user_id_key() == (
+        "set-wins-over-file-1")
