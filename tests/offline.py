@@ -246,15 +246,29 @@ def recompute_funnels(events: Iterable[dict[str, Any]],
                       plans: dict[str, Plan]) -> dict[tuple[str, date, str, str], int]:
     """Funnel counts as plan-counter rows: for every user, walk the step events in time order;
     step k is the first occurrence of its event at or after step k-1 (within its window)."""
+    out: dict[tuple[str, date, str, str], int] = defaultdict(int)
+    for (app, _user, name), steps in user_funnel_steps(events, plans).items():
+        plan, funnel = plans[app], plans[app].funnels[name]
+        for k, ts in enumerate(steps):
+            label = f"{k}:{funnel.steps[k].event}"
+            cohort = steps[0].astimezone(plan.tz).date()
+            out[(app, cohort, f"funnel:{name}:cohort", label)] += 1
+            out[(app, ts.astimezone(plan.tz).date(), f"funnel:{name}:daily", label)] += 1
+    return dict(out)
+
+
+def user_funnel_steps(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
+                      ) -> dict[tuple[str, str, str], list[datetime]]:
+    """Each user's reached steps per funnel: step k is the first occurrence of its event (meeting
+    its conditions) at or after step k-1, within its window of step 0."""
     times: dict[tuple[str, str], list[tuple[datetime, str, dict[str, Any]]]] = defaultdict(list)
     for doc in unique(events):
         times[(doc["app"], doc["user_id"])].append(
             (datetime.fromisoformat(doc["timestamp"]), doc["event"], doc.get("properties") or {}))
-    out: dict[tuple[str, date, str, str], int] = defaultdict(int)
-    for (app, _user), mine in times.items():
-        plan = plans[app]
+    out: dict[tuple[str, str, str], list[datetime]] = {}
+    for (app, user), mine in times.items():
         mine.sort(key=lambda item: item[0])
-        for name, funnel in plan.funnels.items():
+        for name, funnel in plans[app].funnels.items():
             steps: list[datetime] = []
             for step in funnel.steps:
                 floor = steps[-1] if steps else None
@@ -266,12 +280,9 @@ def recompute_funnels(events: Iterable[dict[str, Any]],
                 if hit is None:
                     break
                 steps.append(hit)
-            for k, ts in enumerate(steps):
-                label = f"{k}:{funnel.steps[k].event}"
-                cohort = steps[0].astimezone(plan.tz).date()
-                out[(app, cohort, f"funnel:{name}:cohort", label)] += 1
-                out[(app, ts.astimezone(plan.tz).date(), f"funnel:{name}:daily", label)] += 1
-    return dict(out)
+            if steps:
+                out[(app, user, name)] = steps
+    return out
 
 
 # ---- issue 9: revenue and cryptorebate user properties, recomputed naively ------------------

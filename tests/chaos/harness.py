@@ -8,7 +8,7 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -29,8 +29,8 @@ from tests.offline import (
     recompute_cohorts,
     recompute_counters,
     recompute_streaks,
-    step_condition_holds,
     unique,
+    user_funnel_steps,
 )
 
 PLANS: dict[str, Plan] = load_plans()
@@ -148,29 +148,8 @@ def user_funnels(events: list[dict[str, Any]]) -> dict[tuple[str, str, str],
                                                      tuple[int, list[datetime]]]:
     """user_funnels rows, walked as tests.offline.recompute_funnels walks them: step k is the
     first occurrence of its event at or after step k-1, within its window of step 0."""
-    times: dict[tuple[str, str], list[tuple[datetime, str, dict[str, Any]]]] = {}
-    for doc in unique(events):
-        times.setdefault((doc["app"], doc["user_id"]), []).append(
-            (datetime.fromisoformat(doc["timestamp"]), doc["event"],
-             doc.get("properties") or {}))
-    out: dict[tuple[str, str, str], tuple[int, list[datetime]]] = {}
-    for (app, user), mine in times.items():
-        mine.sort(key=lambda item: item[0])
-        for name, funnel in PLANS[app].funnels.items():
-            steps: list[datetime] = []
-            for step in funnel.steps:
-                floor = steps[-1] if steps else None
-                hit = next((ts for ts, event, props in mine if event == step.event
-                            and step_condition_holds(step.where, props)
-                            and (floor is None or ts >= floor)
-                            and (step.within_days is None or not steps
-                                 or ts <= steps[0] + timedelta(days=step.within_days))), None)
-                if hit is None:
-                    break
-                steps.append(hit)
-            if steps:
-                out[(app, stored_id(app, user), name)] = (len(steps), steps)
-    return out
+    return {(app, stored_id(app, user), name): (len(steps), steps)
+            for (app, user, name), steps in user_funnel_steps(events, PLANS).items()}
 
 
 def stored_id(app: str, user: str) -> str:
