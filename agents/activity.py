@@ -263,7 +263,7 @@ def register(p: Pipeline) -> None:
                 aggregates_for(part).add(app, residual.day_deltas())
                 aggregates_for(part).add_counters(app, residual.counter_deltas())
         experiments.rebuild(buckets, aggregates_for)
-        desk.rebuild(crisis_states)
+        desk.rebuild(crisis_states, utc_now().timestamp())
         business.rebuild(buckets)
         for rkey, raw in p.residuals.data.items():
             app, part = split_residual_key(rkey)
