@@ -30,10 +30,10 @@ from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
 from streams.plan import FORGET_EVENT
 from streams.topics import changelog_topic
 from streams.validate import utc_now
-from tables.activity import UserState, apply, decode_state, encode_state
+from tables.activity import UserState, already_applied, apply, decode_state, encode_state
 from tables.aggregates import DayAggregates
 from tables.funnels import reached as funnel_reached
-from tables.residuals import decode_residual, split_residual_key
+from tables.residuals import decode_residual, forget_token, split_residual_key
 from tables.sessions import closed_length, newest_session
 
 if TYPE_CHECKING:
@@ -85,12 +85,29 @@ def register(p: Pipeline) -> None:
             changed = profiled = forgotten = False
             for event in user_events:
                 if event.event == FORGET_EVENT:
-                    # Right to delete: what came before goes; what comes after starts afresh.
-                    residuals.append(forgetter.forget(event.app, event.user_id, part, state,
-                                                      now, "deleted"))
+                    token = forget_token(key, str(event.id_hash))
+                    at = (event.source, event.position)
+                    seen_at = forgetter.absorbed_at(event.app, part, token)
+                    if already_applied(state, event) or seen_at not in (None, at):
+                        # Applied already, or the same deletion delivered again later: it must
+                        # not wipe what the user did since.
+                        duplicates[event.app] += 1
+                        continue
+                    # Right to delete: what came before goes; what comes after starts afresh,
+                    # knowing which input it has seen (a replay must not bring the past back).
+                    residual = forgetter.forget(event.app, event.user_id, part, state, now,
+                                                "deleted", token, at)
+                    if residual is None:  # folded in before this worker's restart
+                        duplicates[event.app] += 1
+                    else:
+                        residuals.append(residual)
+                        valid[(event.app, event.event)] += 1
                     monthly.forget(event.app, event.user_id)
-                    state, changed, profiled, forgotten = UserState(), False, False, True
-                    valid[(event.app, event.event)] += 1
+                    positions = dict(state.positions)
+                    if event.source >= 0:
+                        positions[event.source] = event.position
+                    state = UserState(positions=positions)
+                    changed, profiled, forgotten = False, False, True
                     continue
                 try:
                     if business.on_record(state, event):  # identify/$set, not an event
@@ -152,8 +169,10 @@ def register(p: Pipeline) -> None:
         # One changelog record per changed user, straight to the producer in the table's own
         # format (raw bytes), instead of a table assignment per key (~330 µs each, DESIGN 4).
         # Faust flushes the producer before it commits the input offsets: at least once.
-        for rkey, rvalue in residuals:
-            await producer.send(residual_changelog, rkey, rvalue, part, None, None)
+        if residuals:
+            await write_residuals(residuals, part)
+            # Another task may have changed a user meanwhile: write what the store holds now.
+            written = [(key, p.users.data.get(key)) for key, _ in written]
         for key, update in written:
             await producer.send(changelog, key, update, part, None, None)
         for (app, name), count in valid.items():
@@ -164,6 +183,14 @@ def register(p: Pipeline) -> None:
             for app, count in counts.items():
                 counter.labels(app).inc(count)
         metrics.last_event_timestamp.set(now)
+
+    async def write_residuals(records: list[tuple[bytes, bytes]], part: int) -> None:
+        """Residual records, acknowledged before the states and tombstones that depend on them
+        are written: after a crash, a state begun afresh by a deletion or a tombstone implies
+        the user's share is in the residual (the other way round is repaired by forget_token)."""
+        sent = [await producer.send(residual_changelog, key, value, part, None, None)
+                for key, value in records]
+        await asyncio.gather(*sent)
 
     def dead_letter_state_error(event: ValidEvent, err: Exception, part: int) -> None:
         # Buffered, not awaited: no other coroutine may run between reading and writing a
@@ -321,14 +348,19 @@ def register(p: Pipeline) -> None:
         owned = p.owned_partitions()
         expired = forgetter.expired(owned, lambda key: partition_for(key, p.settings.partitions),
                                     now)
-        writes: list[tuple[int, bytes, bytes | None]] = []
+        residuals: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        tombstones: list[tuple[int, bytes]] = []
         for key, part, app, user_id, state in expired:
-            writes.append((part, *forgetter.forget(app, user_id, part, state, now, "expired")))
+            residual = forgetter.forget(app, user_id, part, state, now, "expired",
+                                        forget_token(key, f"expired:{state.last_ts!r}"))
+            if residual is not None:
+                residuals[part].append(residual)
             p.users.data.pop(key, None)
-            writes.append((part, key, None))
-        for part, key, value in writes:
-            topic = residual_changelog if value is not None else changelog
-            await producer.send(topic, key, value, part, None, None)
+            tombstones.append((part, key))
+        for part, records in residuals.items():
+            await write_residuals(records, part)
+        for part, key in tombstones:
+            await producer.send(changelog, key, None, part, None, None)
         if expired:
             log.info("forgot %d users inactive for %d days", len(expired),
                      p.settings.user_state_ttl_days)
