@@ -165,9 +165,27 @@ def test_trial_end_from_a_property_and_stopped_by_conversion() -> None:
     assert trial is not None and trial.trial_end_day is None
 
 
-def test_onepercent_has_no_trial_rule() -> None:
-    assert CFG.trial_expiring is None  # no subscription events in its plan
-    assert observe_trial(None, CFG, "session_start", {}, T, TZ) is None
+@pytest.mark.parametrize("remaining,due", [(4, False), (3, True), (1, True), (0, False)])
+def test_onepercent_trial_expiring_from_its_subscription_events(remaining: int,
+                                                                due: bool) -> None:
+    """The plan's rule as configured: the seed's 0 < days_remaining ≤ 3, priority high, data
+    {days_remaining, trial_end_date}; the trial's end event stops it."""
+    end = date.fromordinal(T + remaining + EPOCH_ORDINAL).isoformat()
+    trial = observe_trial(None, CFG, "subscription_trial_started",
+                          {"plan": "pro", "trial_end_date": end}, T - 3, TZ)
+    assert trial is not None and trial.trial_end_day == T + remaining
+    found = due_types(view(active=[T]), at(T, 8), trial, CFG)
+    assert found.get("trial_expiring") == (
+        (T + remaining - 3, {"days_remaining": remaining, "trial_end_date": end}) if due
+        else None)
+    state, created, _ = run(view(active=[T]), at(T, 8), trial, CFG)
+    assert created == (["trial_expiring"] if due else [])
+    assert state is not None
+    assert [t.priority for t in state.triggers] == (["high"] if due else [])
+    stopped = observe_trial(trial, CFG, "subscription_trial_ended",
+                            {"plan": "pro", "converted": False}, T, TZ)
+    assert stopped is not None and stopped.trial_end_day is None
+    assert "trial_expiring" not in due_types(view(active=[T]), at(T, 8), stopped, CFG)
 
 
 # ---- bookkeeping ----------------------------------------------------------------------------
