@@ -188,6 +188,28 @@ def test_onepercent_trial_expiring_from_its_subscription_events(remaining: int,
     assert "trial_expiring" not in due_types(view(active=[T]), at(T, 8), stopped, CFG)
 
 
+def test_late_trial_events_apply_in_time_order() -> None:
+    """A conversion delivered before its trial's start (a late start) leaves no trial to
+    remind of; a stop of an earlier trial delivered late does not end the running one."""
+    start = {"plan": "pro", "trial_end_date": date.fromordinal(T + 2 + EPOCH_ORDINAL).isoformat()}
+    converted = observe_trial(None, CFG, "subscription_activated", {"plan": "pro"}, T, TZ,
+                              at(T, 9))
+    converted = observe_trial(converted, CFG, "subscription_trial_started", start, T - 5, TZ,
+                              at(T - 5, 9))
+    assert converted is not None and converted.trial_end_day is None
+    running = observe_trial(None, CFG, "subscription_trial_started", start, T - 5, TZ,
+                            at(T - 5, 9))
+    running = observe_trial(running, CFG, "subscription_trial_ended",
+                            {"plan": "basic", "converted": False}, T - 20, TZ, at(T - 20, 9))
+    assert running is not None and running.trial_end_day == T + 2
+    assert "trial_expiring" in due_types(view(active=[T]), at(T, 8), running, CFG)
+    # An older start delivered late does not replace the newer trial's end.
+    running = observe_trial(running, CFG, "subscription_trial_started",
+                            {"plan": "basic", "trial_end_date": "2020-01-01"}, T - 30, TZ,
+                            at(T - 30, 9))
+    assert running is not None and running.trial_end_day == T + 2
+
+
 # ---- bookkeeping ----------------------------------------------------------------------------
 
 def test_dedupe_one_trigger_per_occasion() -> None:
