@@ -73,8 +73,12 @@ class ProfileKeeper:
         state.profile = observe(state.profile, plan.profile, event.event, event.ts, event.day,
                                 reg, event.activity, event.props)
         if plan.journey is not None:
+            # The day profile_of measures lifecycle days from (registration, else first seen):
+            # both only move earlier, so days past the journey can be dropped for good.
+            start = reg if reg is not None else (
+                state.first_day if state.first_day != NO_DAY else None)
             state.profile.journey = observe_journey(state.profile.journey, plan.journey,
-                                                    event.event, event.day, reg)
+                                                    event.event, event.day, start)
         return True
 
     def publish(self, app: str, user_id: str, state: UserState, now: float,
