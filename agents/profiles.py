@@ -5,15 +5,21 @@ Redis, and counted by segment and churn level for Prometheus."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from sinks.postgres import PROFILE_COLUMNS
+from psycopg.types.json import Jsonb
+
+from sinks.postgres import JSON_COLUMNS, PROFILE_COLUMNS
 from streams.envelope import ValidEvent, split_user_key
 from streams.plan import Plan
 from streams.validate import local_day
 from tables.activity import NO_DAY, UserState, active_days, decode_state
+from tables.journey import evaluate as journey_at
+from tables.journey import observe as observe_journey
 from tables.profile import Profile, evaluate, observe
+from tables.trial import trial_at
+from tables.triggers import EPOCH_ORDINAL
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -29,7 +35,9 @@ def profile_of(plan: Plan, state: UserState, now: float) -> Profile | None:
     if reg_day == NO_DAY:
         return None
     today = local_day(datetime.fromtimestamp(now, UTC), plan)
-    return evaluate(sorted(active_days(state)), reg_day, state.profile, plan.profile, now, today)
+    return evaluate(sorted(active_days(state)), reg_day, state.profile, plan.profile, now, today,
+                    trial_at(state.revenue, plan.revenue, now, today),
+                    journey_at(state.profile.journey, plan.journey, reg_day, today))
 
 
 def profile_fields(profile: Profile) -> dict[str, Any]:
@@ -37,7 +45,15 @@ def profile_fields(profile: Profile) -> dict[str, Any]:
     fields["evaluated_at"] = datetime.fromtimestamp(profile.evaluated_at, UTC)
     last = profile.last_active_at
     fields["last_active_at"] = None if last is None else datetime.fromtimestamp(last, UTC)
+    end = profile.trial_end_date
+    fields["trial_end_date"] = None if end is None else date.fromordinal(end + EPOCH_ORDINAL)
     return fields
+
+
+def profile_row(app: str, user_id: str, fields: dict[str, Any]) -> tuple[Any, ...]:
+    """A user_profiles row (PROFILE_COLUMNS) from the profile's fields."""
+    return (app, user_id, *(Jsonb(fields[column]) if column in JSON_COLUMNS else fields[column]
+                            for column in PROFILE_COLUMNS[2:]))
 
 
 class ProfileKeeper:
@@ -56,6 +72,13 @@ class ProfileKeeper:
         reg = state.reg_day if state.reg_day != NO_DAY else None
         state.profile = observe(state.profile, plan.profile, event.event, event.ts, event.day,
                                 reg, event.activity, event.props)
+        if plan.journey is not None:
+            # The day profile_of measures lifecycle days from (registration, else first seen):
+            # both only move earlier, so days past the journey can be dropped for good.
+            start = reg if reg is not None else (
+                state.first_day if state.first_day != NO_DAY else None)
+            state.profile.journey = observe_journey(state.profile.journey, plan.journey,
+                                                    event.event, event.day, start)
         return True
 
     def publish(self, app: str, user_id: str, state: UserState, now: float,
@@ -64,8 +87,7 @@ class ProfileKeeper:
         if profile is None:
             return None
         fields = profile_fields(profile)
-        self.p.profile_sink.put((app, user_id), (app, user_id, *(
-            fields[column] for column in PROFILE_COLUMNS[2:])))
+        self.p.profile_sink.put((app, user_id), profile_row(app, user_id, fields))
         if self.p.redis_profiles is not None:
             self.p.redis_profiles.put((app, user_id), fields)
         now_is = (profile.segment, profile.churn_risk)

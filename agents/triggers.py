@@ -86,7 +86,7 @@ class TriggerKeeper:
         if cfg is None:
             return
         state.triggers = observe_trial(state.triggers, cfg, event.event, event.props, event.day,
-                                       plan.tz)
+                                       plan.tz, event.ts)
         changed = on_feedback(state.triggers, cfg, event.event, event.props, event.ts,
                               self.clock.now())
         if changed:

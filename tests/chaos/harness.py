@@ -24,11 +24,11 @@ from streams.publish import Publisher
 from tables.triggers import TYPES as TRIGGER_TYPES
 from tests.conftest import TEST_USER_ID_SECRET
 from tests.integration.conftest import REPO, PulseEnv, wait_for
-from tests.integration.test_profiles import expected_profile
 from tests.offline import (
     recompute,
     recompute_cohorts,
     recompute_counters,
+    recompute_profile,
     recompute_streaks,
     unique,
     user_funnel_steps,
@@ -204,7 +204,9 @@ def same_value(stored: Any, text: str) -> bool:
     if isinstance(stored, datetime):
         return datetime.fromisoformat(text) == stored
     if isinstance(stored, bool):
-        return text == str(stored)
+        return text == ("true" if stored else "false")
+    if isinstance(stored, list | dict):  # jsonb columns: JSON text in the hash
+        return bool(text) and orjson.loads(text) == stored
     if isinstance(stored, int | float | Decimal):
         return Decimal(text) == Decimal(str(stored))
     return text == str(stored)
@@ -255,7 +257,8 @@ def differences(pulse: PulseEnv, expected: Expected) -> dict[str, Any]:
     else:
         wrong = {}
         for user, row in rows.items():
-            want_profile = expected_profile(expected.profile_users[user], row["evaluated_at"])
+            want_profile = recompute_profile(expected.profile_users[user], row["evaluated_at"],
+                                             PLANS["onepercent"])
             got_profile = {k: row[k] for k in want_profile}
             if got_profile != want_profile:
                 wrong[user] = (want_profile, got_profile)
