@@ -24,6 +24,7 @@ from agents.monthly import MonthlyKeeper
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
+from agents.sweeping import owned_users_in_steps
 from agents.triggers import TriggerKeeper
 from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
@@ -333,36 +334,40 @@ def register(p: Pipeline) -> None:
     @p.app.timer(p.settings.profile_sweep_seconds)
     async def profile_sweep() -> None:
         """Inactivity changes segments and risk without any event: re-evaluate everyone."""
-        profiles.sweep(utc_now().timestamp(), p.owned_partitions(),
-                       lambda key: partition_for(key, p.settings.partitions))
+        await profiles.sweep_in_steps(utc_now().timestamp(), p.owned_partitions(),
+                                      lambda key: partition_for(key, p.settings.partitions))
 
     @p.app.timer(p.settings.trigger_sweep_seconds)
     async def trigger_sweep() -> None:
         """Inactivity, 20:00 local and expiry happen with no event: evaluate everyone."""
-        triggers.sweep(p.owned_partitions(), lambda key: partition_for(key, p.settings.partitions))
+        await triggers.sweep_in_steps(p.owned_partitions(),
+                                      lambda key: partition_for(key, p.settings.partitions))
 
     @p.app.timer(p.settings.lifecycle_sweep_seconds)
     async def lifecycle_sweep() -> None:
         """Data lifecycle: forget users inactive past the state TTL; drop old audit rows."""
         now = utc_now().timestamp()
-        owned = p.owned_partitions()
-        expired = forgetter.expired(owned, lambda key: partition_for(key, p.settings.partitions),
-                                    now)
         residuals: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
-        tombstones: list[tuple[int, bytes]] = []
-        for key, part, app, user_id, state in expired:
+        forgotten: list[tuple[int, bytes]] = []
+        async for key, part, app, user_id, raw in owned_users_in_steps(
+                p.users.data, p.owned_partitions(),
+                lambda key: partition_for(key, p.settings.partitions), p.plans):
+            state = decode_state(raw)
+            if not forgetter.is_expired(state, now):
+                continue
             residual = forgetter.forget(app, user_id, part, state, now, "expired",
                                         forget_token(key, f"expired:{state.last_ts!r}"))
             if residual is not None:
                 residuals[part].append(residual)
             p.users.data.pop(key, None)
-            tombstones.append((part, key))
+            forgotten.append((part, key))
         for part, records in residuals.items():
             await write_residuals(records, part)
-        for part, key in tombstones:
-            await producer.send(changelog, key, None, part, None, None)
-        if expired:
-            log.info("forgot %d users inactive for %d days", len(expired),
+        # What the store holds now: a user who came back since has a new state, not a tombstone.
+        for part, key in forgotten:
+            await producer.send(changelog, key, p.users.data.get(key), part, None, None)
+        if forgotten:
+            log.info("forgot %d users inactive for %d days", len(forgotten),
                      p.settings.user_state_ttl_days)
         await purge_crisis_audit()
 

@@ -12,13 +12,11 @@ between reading and writing a user's state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from agents.safety import user_hash
-from streams.envelope import split_user_key
-from tables.activity import UserState, contribution, counter_contribution, decode_state
+from tables.activity import UserState, contribution, counter_contribution
 from tables.residuals import (
     absorb,
     decode_residual,
@@ -116,19 +114,6 @@ class Forgetter:
         if self.business.redis is not None:  # the same hash, its own fields
             self.business.redis.pending.pop((app, user_id), None)
 
-    def expired(self, owned: set[int], partition_of: Callable[[bytes], int],
-                now: float) -> list[tuple[bytes, int, str, str, UserState]]:
-        """Users of this worker whose newest event is older than the state TTL."""
-        cutoff = now - self.p.settings.user_state_ttl_days * DAY
-        out = []
-        for key, raw in list(self.p.users.data.items()):
-            if not raw:
-                continue
-            part = partition_of(key)
-            if part not in owned:
-                continue
-            state = decode_state(raw)
-            if state.last_ts < cutoff:
-                app, user_id = split_user_key(key)
-                out.append((key, part, app, user_id, state))
-        return out
+    def is_expired(self, state: UserState, now: float) -> bool:
+        """Whether the user's newest event is older than the state TTL."""
+        return state.last_ts < now - self.p.settings.user_state_ttl_days * DAY

@@ -10,8 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
+from agents.sweeping import owned_users, owned_users_in_steps
 from sinks.postgres import JSON_COLUMNS, PROFILE_COLUMNS
-from streams.envelope import ValidEvent, split_user_key
+from streams.envelope import ValidEvent, user_key
 from streams.plan import Plan
 from streams.validate import local_day
 from tables.activity import NO_DAY, UserState, active_days, decode_state
@@ -110,21 +111,38 @@ class ProfileKeeper:
             self.p.metrics.users_by_churn_risk.labels(app, was[1]).dec()
 
     def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
-        """Re-evaluate every profile of this worker's partitions at `now`; refresh gauges."""
+        """Re-evaluate every profile of this worker's partitions at `now`; refresh gauges.
+        In one go: for the recovery rebuild (the timer uses sweep_in_steps)."""
         if not self.apps:
             return
-        segments: Counter[tuple[str, str]] = Counter()
-        risks: Counter[tuple[str, str]] = Counter()
         self.current.clear()  # partitions may have moved: recount what this worker owns
-        for key, raw in list(self.p.users.data.items()):
-            name, user_id = split_user_key(key)
-            if name not in self.apps or not raw or partition_of(key) not in owned:
-                continue
-            profile = self.publish(name, user_id, decode_state(raw), now, gauges=False)
-            if profile is not None:
-                segments[(name, profile.segment)] += 1
-                risks[(name, profile.churn_risk)] += 1
-                self.current[(name, user_id)] = (profile.segment, profile.churn_risk)
+        for _, _, app, user_id, raw in owned_users(self.p.users.data, owned, partition_of,
+                                                   self.apps):
+            self._reevaluate(app, user_id, raw, now)
+        self._set_gauges(owned, partition_of)
+
+    async def sweep_in_steps(self, now: float, owned: set[int], partition_of: Any) -> None:
+        """The same, letting events in between steps (agents.sweeping); those keep `current`
+        up to date for the users they touch."""
+        if not self.apps:
+            return
+        async for _, _, app, user_id, raw in owned_users_in_steps(
+                self.p.users.data, owned, partition_of, self.apps):
+            self._reevaluate(app, user_id, raw, now)
+        self._set_gauges(owned, partition_of)
+
+    def _reevaluate(self, app: str, user_id: str, raw: bytes, now: float) -> None:
+        profile = self.publish(app, user_id, decode_state(raw), now, gauges=False)
+        if profile is not None:
+            self.current[(app, user_id)] = (profile.segment, profile.churn_risk)
+
+    def _set_gauges(self, owned: set[int], partition_of: Any) -> None:
+        """Gauges from `current`, keeping only users still stored in owned partitions."""
+        store = self.p.users.data
+        self.current = {(app, user): now_is for (app, user), now_is in self.current.items()
+                        if store.get(key := user_key(app, user)) and partition_of(key) in owned}
+        segments = Counter((app, segment) for (app, _), (segment, _) in self.current.items())
+        risks = Counter((app, risk) for (app, _), (_, risk) in self.current.items())
         metrics = self.p.metrics
         for app in self.apps:
             for segment in SEGMENTS:
