@@ -176,10 +176,11 @@ ON CONFLICT (app, day, counter, dimension) DO UPDATE SET
   value = EXCLUDED.value, updated_at = now()
 """
 # A funnel step that moved to another day (a late event) leaves a count of 0 behind: nobody.
+# So does a cohort breakdown value its last user moved away from (tables.cohort_breakdowns).
 _DROP_EMPTY_FUNNEL_COUNTS = """
 DELETE FROM app_daily_counters c USING unnest(%s::text[], %s::date[]) AS t(app, day)
 WHERE c.app = t.app AND c.day = t.day AND c.value = 0
-  AND (c.counter LIKE 'funnel:%%' OR c.counter LIKE 'group:%%')
+  AND (c.counter LIKE 'funnel:%%' OR c.counter LIKE 'group:%%' OR c.counter LIKE 'cohort:%%')
 """
 
 

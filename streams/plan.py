@@ -21,6 +21,7 @@ import yaml
 
 from streams import plan_business
 from streams.errors import PlanError
+from tables.cohort_breakdowns import CohortsConfig
 from tables.counters import CounterConfig
 from tables.crisis import LEVELS, SafetyConfig
 from tables.experiments import ExperimentConfig
@@ -144,6 +145,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     experiments: dict[str, ExperimentConfig] = {}
     groups: dict[str, GroupConfig] = {}  # B2B groups and their anonymous counts
     monthly_report: MonthlyConfig | None = None  # seed 001 API 5
+    cohorts: CohortsConfig | None = None  # cohort breakdowns by user property (seed 002 §6)
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,7 @@ class Plan:
     experiments: Mapping[str, ExperimentConfig] = field(default_factory=dict)
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)
     monthly_report: MonthlyConfig | None = None
+    cohorts: CohortsConfig | None = None
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -456,6 +459,8 @@ def load_plan(path: Path) -> Plan:
                             f"groups.{kind}: min_size must be at least 2 (anonymity)")
     if spec.monthly_report is not None:
         plan_business.check_monthly(spec.monthly_report, events, spec.streaks, carried, loc, file)
+    if spec.cohorts is not None:
+        plan_business.check_cohorts(spec.cohorts, spec.user_properties, loc, file)
 
     return Plan(
         app=spec.app,
@@ -485,6 +490,7 @@ def load_plan(path: Path) -> Plan:
         experiments=spec.experiments,
         groups=spec.groups,
         monthly_report=spec.monthly_report,
+        cohorts=spec.cohorts,
     )
 
 

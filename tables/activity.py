@@ -16,6 +16,9 @@ import msgspec
 
 from streams.envelope import ValidEvent
 from tables.bitmaps import U64, from_wire, to_wire
+from tables.cohort_breakdowns import BreakdownConfig
+from tables.cohort_breakdowns import share as breakdown_share
+from tables.cohort_breakdowns import translate as breakdown_translate
 from tables.counters import CounterConfig, contributions
 from tables.crisis import CrisisState
 from tables.experiments import ExperimentState
@@ -53,6 +56,8 @@ class StateConfig:
     counters: Mapping[str, CounterConfig] = field(default_factory=dict)
     funnels: Mapping[str, FunnelConfig] = field(default_factory=dict)
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)
+    # Registration cohorts broken down by user properties (tables.cohort_breakdowns).
+    breakdowns: Mapping[str, BreakdownConfig] = field(default_factory=dict)
 
     def moves_groups(self, event: str) -> bool:
         """True for an event by which a user joins or leaves a group."""
@@ -124,6 +129,9 @@ class UserState(msgspec.Struct, array_like=True):
     # Monthly report (seed 001 API 5, tables.monthly): the newest month and the one before it;
     # absent in states written before it.
     monthly: list[MonthCounts] | None = None
+    # Cohort breakdowns (tables.cohort_breakdowns): dimension → the label the user's cohort
+    # share is counted under; absent while every label is `(none)`, and in older states.
+    breakdowns: dict[str, str] | None = None
 
     @property
     def active(self) -> int:
@@ -327,7 +335,26 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
             moved = groups_after.get(where, 0) - groups_before.get(where, 0)
             if moved:
                 change.counters[where] = change.counters.get(where, 0) + moved
+    if cfg.breakdowns:
+        cohort = {(MEASURES[column], day): amount for (column, day), amount in deltas.items()
+                  if column in MEASURES}
+        if cohort:
+            for where, amount in breakdown_translate(cohort, cfg.breakdowns,
+                                                     state.breakdowns).items():
+                change.counters[where] = change.counters.get(where, 0) + amount
     return change
+
+
+# Cohort columns by their breakdown measure names (tables.cohort_breakdowns).
+MEASURES = {NEW_USERS: "size", **{column: f"d{n}" for n, column in RETAINED.items()}}
+
+
+def cohort_measures(state: UserState) -> list[str] | None:
+    """The cohort measures the user counts in (`size`, `d1`, …) as `contribution` counts
+    them, or None when they are in no cohort it maintains."""
+    if state.reg_day == NO_DAY or state.reg_day not in state.day_stats:
+        return None
+    return ["size", *(f"d{n}" for n in RETENTION_DAYS if is_active(state, state.reg_day + n))]
 
 
 def _cohort(state: UserState, deltas: dict[tuple[int, int], int], sign: int) -> None:
@@ -442,4 +469,9 @@ def counter_contribution(state: UserState,
             out.update(funnel_contribution(name, funnel, funnel_reached(funnel_state, funnel)))
     if state.groups:
         out.update(group_contribution(state.groups, active_days(state)))
+    if cfg is not None and cfg.breakdowns:
+        measures = cohort_measures(state)
+        if measures is not None:
+            out.update(breakdown_share(state.reg_day, measures, cfg.breakdowns,
+                                       state.breakdowns))
     return out

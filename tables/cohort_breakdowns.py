@@ -1,0 +1,151 @@
+"""Registration cohorts broken down by a user property (seed 002 §6 «Когорты»).
+
+A plan's `cohorts.breakdowns` names, per dimension, a user property (tables.user_props) and,
+for numbers, bucket bounds. A registered user belongs to exactly one value of each dimension:
+the label of the property's current value, or `(none)` while it has none, so every breakdown
+sums to the cohort size. Their share is the cohort's own (tables.activity): one in `size` on
+the registration day, one in `dN` when active N days later, as plan counters
+`cohort:<dimension>:<measure>` whose dimension is the value's label.
+
+The user's state keeps the label their share is counted under. Two things change the share:
+an event that changes the cohort marks (registration, a retained day) — `translate` books its
+deltas under the kept label — and a new property value — `move` takes the whole share from the
+old label to the new one. Both are exact, so the counters equal a recomputation from the final
+property values. Pure: the caller serves the property values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+import msgspec
+
+from tables.counters import SCALE, counter_key
+from tables.user_props import PropertyRule
+
+NONE = "(none)"  # no value yet (or a value a bucketed dimension cannot place)
+MAX_LABEL = 64  # free-text values (e.g. a signup source) are cut to this many characters
+
+
+class BreakdownConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    property: str  # a user property of the plan (its `user_properties` section)
+    # Ascending bounds of numeric buckets: [1, 2, 3, 4] gives "1", "2", "3", "4+" and "<1" below.
+    buckets: list[float] | None = None
+    description: str = ""
+
+
+class CohortsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    breakdowns: dict[str, BreakdownConfig] = {}
+
+
+def _number(bound: float) -> str:
+    return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+
+def label(value: object, cfg: BreakdownConfig) -> str:
+    """The value a user is counted under."""
+    if value is None:
+        return NONE
+    if cfg.buckets is None:
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        text = value if isinstance(value, str) else str(value)
+        return text[:MAX_LABEL] if text else NONE
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return NONE
+    bounds = cfg.buckets
+    if value < bounds[0]:
+        return f"<{_number(bounds[0])}"
+    for i, bound in enumerate(bounds):
+        following = bounds[i + 1] if i + 1 < len(bounds) else None
+        if following is None:
+            return f"{_number(bound)}+"
+        if value < following:
+            if following - bound == 1 and float(bound).is_integer():
+                return _number(bound)
+            return f"{_number(bound)}-{_number(following)}"
+    raise AssertionError("unreachable: the last bucket is open")
+
+
+def counter_name(dimension: str, measure: str) -> str:
+    return f"cohort:{dimension}:{measure}"
+
+
+def share(reg_day: int, measures: Iterable[str], breakdowns: Mapping[str, BreakdownConfig],
+          labels: Mapping[str, str] | None, only: str | None = None
+          ) -> dict[tuple[str, int], int]:
+    """The user's breakdown counters ((counter key, day) → millionths) for the cohort measures
+    they count in (`size`, `d1`, …), under their kept labels (or one dimension's)."""
+    out: dict[tuple[str, int], int] = {}
+    measures = list(measures)
+    for dimension in breakdowns:
+        if only is not None and dimension != only:
+            continue
+        value = (labels or {}).get(dimension, NONE)
+        for measure in measures:
+            out[(counter_key(counter_name(dimension, measure), value), reg_day)] = SCALE
+    return out
+
+
+def translate(cohort_deltas: Mapping[tuple[str, int], int],
+              breakdowns: Mapping[str, BreakdownConfig],
+              labels: Mapping[str, str] | None) -> dict[tuple[str, int], int]:
+    """Cohort deltas ((measure, cohort day) → users) booked under the user's kept labels."""
+    out: dict[tuple[str, int], int] = {}
+    for dimension in breakdowns:
+        value = (labels or {}).get(dimension, NONE)
+        for (measure, day), amount in cohort_deltas.items():
+            key = (counter_key(counter_name(dimension, measure), value), day)
+            out[key] = out.get(key, 0) + amount * SCALE
+    return {k: v for k, v in out.items() if v}
+
+
+def move(labels: dict[str, str] | None, reg_day: int | None, measures: Iterable[str],
+         breakdowns: Mapping[str, BreakdownConfig], values: Mapping[str, object]
+         ) -> tuple[dict[str, str] | None, dict[tuple[str, int], int]]:
+    """Relabel the user after their properties changed (`values`: property name → current
+    value); return the new labels and the counter deltas that move their share. `reg_day` is
+    None for a user not (or no longer) counted in a cohort: labels change, counts do not."""
+    measures = list(measures)
+    out: dict[tuple[str, int], int] = {}
+    new = dict(labels or {})
+    for dimension, cfg in breakdowns.items():
+        old_label = new.get(dimension, NONE)
+        new_label = label(values.get(cfg.property), cfg)
+        if new_label == old_label:
+            continue
+        if new_label == NONE:
+            new.pop(dimension, None)
+        else:
+            new[dimension] = new_label
+        if reg_day is None:
+            continue
+        for measure in measures:
+            name = counter_name(dimension, measure)
+            for value, sign in ((old_label, -1), (new_label, 1)):
+                key = (counter_key(name, value), reg_day)
+                out[key] = out.get(key, 0) + sign * SCALE
+    return (new or None), {k: v for k, v in out.items() if v}
+
+
+def feeding_events(breakdowns: Mapping[str, BreakdownConfig],
+                   rules: Mapping[str, PropertyRule], activity: Iterable[str]) -> frozenset[str]:
+    """Events that can change a breakdown's property (through the derivations it depends on):
+    only users who had one of these (or an identify record) need relabelling."""
+    acts = frozenset(activity)
+    out: set[str] = set()
+    pending = [b.property for b in breakdowns.values()]
+    done: set[str] = set()
+    while pending:
+        name = pending.pop()
+        if name in done:
+            continue
+        done.add(name)
+        rule = rules.get(name)
+        if rule is None or rule.derive is None:
+            continue
+        if rule.derive in ("count_of", "difference"):
+            pending.extend(rule.of)
+        else:
+            out.update(rule.events if rule.events is not None else acts)
+    return frozenset(out)
