@@ -113,7 +113,8 @@ def rebate_journey(plan: Plan, rng: random.Random, signup: datetime, end: dateti
         return []
     out: list[dict[str, Any]] = []
     at = signup + timedelta(hours=rng.uniform(1, 48))
-    chosen = rng.sample(EXCHANGES, rng.randint(1, 3))
+    # One to five exchanges: every bucket of seed 002's exchanges_count cohorts (1, 2, 3, 4+).
+    chosen = rng.sample(EXCHANGES, rng.randint(1, 5))
     for exchange in chosen:
         at += timedelta(hours=rng.uniform(1, 30))
         out.append(make("exchange_signup_confirmed", at, {"exchange_name": exchange}))

@@ -167,6 +167,8 @@ def recompute_counters(events: Iterable[dict[str, Any]],
         out[key] += users
     for key, users in recompute_groups(events, plans).items():
         out[key] += users
+    for key, users in recompute_cohort_breakdowns(events, plans).items():
+        out[key] += users
     return dict(out)
 
 
@@ -509,3 +511,104 @@ def monthly_report(rows: dict[tuple[str, date], MonthlyRow]
             percentile = 100.0 * below / (len(actives) - 1) if len(actives) > 1 else 0.0
         out[(user, month)] = (number, change, percentile)
     return out
+
+
+# ---- cohort breakdowns (seed 002 §6), recomputed naively -------------------------------------
+
+def _naive_property(name: str, plan: Plan, docs: list[dict[str, Any]]) -> Any:
+    """A user property from the user's events in time order, for the derivations cohort
+    breakdowns use (first value of a property, a set of values, the size of such a set)."""
+    rule = plan.user_properties[name]
+    if rule.derive == "count_of":
+        return len(_naive_property(rule.of[0], plan, docs))
+    feeds = [d for d in docs if d["event"] in (rule.events or plan.activity_events)]
+    values = [(d.get("properties") or {}).get(rule.property or "") for d in feeds]
+    if rule.derive == "first_value":
+        return next((v for v in values if v is not None), None)
+    if rule.derive == "union":
+        return {str(v) for v in values if v is not None}
+    raise NotImplementedError(f"offline breakdowns do not derive {rule.derive!r}")
+
+
+def breakdown_label(value: Any, buckets: list[float] | None) -> str:
+    """The value's label: the value itself (cut to 64 characters), or its bucket "n", "a-b",
+    "n+" or "<first bound"; "(none)" without a value (or a non-number to bucket)."""
+    if value is None or value == "":
+        return "(none)"
+    if buckets is None:
+        return str(value)[:64]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "(none)"
+
+    def text(bound: float) -> str:
+        return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+    if value < buckets[0]:
+        return "<" + text(buckets[0])
+    lower = max(i for i, bound in enumerate(buckets) if bound <= value)
+    if lower == len(buckets) - 1:
+        return text(buckets[lower]) + "+"
+    low, high = buckets[lower], buckets[lower + 1]
+    return text(low) if high - low == 1 and float(low).is_integer() else f"{text(low)}-{text(high)}"
+
+
+def recompute_cohort_breakdowns(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
+                                ) -> dict[tuple[str, date, str, str], int]:
+    """Cohort breakdown counter rows (app, cohort day, cohort:<dimension>:<measure>, label):
+    each registered user counts once per dimension, under the label of the property's final
+    value, in `size` and in every dN they were active on (as recompute_cohorts)."""
+    docs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for doc in unique(events):
+        if plans[doc["app"]].cohorts is not None:
+            docs[(doc["app"], doc["user_id"])].append(doc)
+    cohorts = recompute_cohort_members(events, plans)
+    out: dict[tuple[str, date, str, str], int] = defaultdict(int)
+    for (app, user), (cohort, measures) in cohorts.items():
+        plan = plans[app]
+        if plan.cohorts is None:
+            continue
+        mine = sorted(docs[(app, user)], key=lambda d: datetime.fromisoformat(d["timestamp"]))
+        for dimension, cfg in plan.cohorts.breakdowns.items():
+            value = breakdown_label(_naive_property(cfg.property, plan, mine), cfg.buckets)
+            for measure in measures:
+                out[(app, cohort, f"cohort:{dimension}:{measure}", value)] += 1
+    return dict(out)
+
+
+def recompute_cohort_members(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
+                             ) -> dict[tuple[str, str], tuple[date, list[str]]]:
+    """(app, user) → (registration day, the cohort measures they count in: size, dN…)."""
+    active: dict[tuple[str, str], set[date]] = defaultdict(set)
+    registered: dict[tuple[str, str], date] = {}
+    for doc in unique(events):
+        plan = plans[doc["app"]]
+        day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
+        user = (doc["app"], doc["user_id"])
+        is_activity = doc["event"] in plan.activity_events
+        if is_activity:
+            active[user].add(day)
+        reg = plan.registration
+        is_reg = (is_activity if reg.event is None else
+                  doc["event"] == reg.event and all(
+                      doc.get("properties", {}).get(k) == v for k, v in reg.where.items()))
+        if is_reg and (user not in registered or day < registered[user]):
+            registered[user] = day
+    return {user: (cohort, ["size", *(f"d{n}" for n in RETENTION_DAYS
+                                      if cohort + timedelta(days=n) in active[user])])
+            for user, cohort in registered.items()}
+
+
+def breakdown_rows(counters: dict[tuple[str, date, str, str], Any]
+                   ) -> dict[tuple[str, str, date, str, str], tuple[int, ...]]:
+    """The view retention_cohort_breakdowns from counter rows: (app, kind, cohort_date,
+    dimension, value) → (size, d1, d3, d7, d14, d30, d60, d90); ISO weeks keyed by Monday."""
+    measures = ["size", *(f"d{n}" for n in RETENTION_DAYS)]
+    rows: dict[tuple[str, str, date, str, str], list[int]] = defaultdict(lambda: [0] * 8)
+    for (app, day, counter, value), users in counters.items():
+        if not counter.startswith("cohort:"):
+            continue
+        _, dimension, measure = counter.split(":")
+        monday = day - timedelta(days=day.weekday())
+        for key in ((app, "day", day, dimension, value), (app, "week", monday, dimension, value)):
+            rows[key][measures.index(measure)] += int(users)
+    return {key: tuple(values) for key, values in rows.items() if values[0] > 0}
