@@ -400,6 +400,12 @@ def load_plan(path: Path) -> Plan:
             raise PlanError(file, loc.line("funnels", name),
                             f"funnel {name!r}: snake_case name and at least two steps")
         for i, step in enumerate(funnel.steps):
+            if step.active_day is not None:
+                if i == 0 or step.active_day < 0 or step.event or step.where:
+                    raise PlanError(file, loc.line("funnels", name, "steps", i),
+                                    f"funnel {name}: an active_day step is not the first, has a "
+                                    "day ≥ 0, and names no event or conditions")
+                continue
             if step.event not in events:
                 raise PlanError(file, loc.line("funnels", name, "steps", i),
                                 f"funnel {name}: step {step.event!r} is not an event of this plan")

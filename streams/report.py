@@ -160,7 +160,7 @@ def funnel_section(conn: psycopg.Connection, plan: Plan, period: Period,
     rows: dict[str, dict[str, Any]] = {}
     for name, cfg in plan.funnels.items():
         reached = q.funnel_steps(conn, plan.app, name, period)
-        steps = [(step.event, reached.get(index, (step.event, 0))[1])
+        steps = [(step.label, reached.get(index, (step.label, 0))[1])
                  for index, step in enumerate(cfg.steps)]
         rows.update(_funnel_rows(name, steps))
     # Seed 001's funnel, over the day cohorts of the period whose day 7 has come.

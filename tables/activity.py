@@ -43,6 +43,7 @@ WINDOWS = ((WAU, 7), (MAU, 30))
 RETENTION_DAYS = (1, 3, 7, 14, 30, 60, 90)
 RETAINED = {n: EVENTS + 1 + i for i, n in enumerate(RETENTION_DAYS)}
 NO_DAY = -(2**31)
+_ACTIVITY = "\x00activity"  # funnels_of's key for `active_day` steps (no event has this name)
 _FAR = 1 << 20  # days: farther than any window
 
 
@@ -67,17 +68,22 @@ class StateConfig:
             object.__setattr__(self, "_group_events", names)  # frozen: a cache, not state
         return event in names
 
-    def funnels_of(self, event: str) -> tuple[str, ...]:
-        """Names of the funnels with a step on `event` (looked up per event: kept small)."""
+    def funnels_of(self, event: str, activity: bool = False) -> tuple[str, ...]:
+        """Names of the funnels with a step on `event`, or on activity (an `active_day` step)
+        when the event is an activity event (looked up per event: kept small)."""
         index = self.__dict__.get("_funnels_by_event")
         if index is None:
             index = {}
             for name, funnel in self.funnels.items():
                 for step in funnel.steps:
-                    if name not in index.setdefault(step.event, ()):
-                        index[step.event] += (name,)
+                    on = _ACTIVITY if step.active_day is not None else step.event
+                    if name not in index.setdefault(on, ()):
+                        index[on] += (name,)
             object.__setattr__(self, "_funnels_by_event", index)  # frozen: a cache, not state
-        return index.get(event, ())
+        names = index.get(event, ())
+        if activity and _ACTIVITY in index:
+            names += tuple(n for n in index[_ACTIVITY] if n not in names)
+        return names
 
 
 class Session(msgspec.Struct, array_like=True):
@@ -292,11 +298,11 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
         _cohort(state, deltas, 1)
 
     change = Change(deltas, counters={(key, day): amount for key, amount in counted.items()})
-    for name in cfg.funnels_of(event.event):
+    for name in cfg.funnels_of(event.event, event.activity):
         funnel = cfg.funnels[name]
         funnels = state.funnels if state.funnels is not None else {}
         funnels[name], before, after = funnel_event(funnels.get(name), funnel, event.event,
-                                                    event.ts, day, event.props)
+                                                    event.ts, day, event.props, event.activity)
         state.funnels = funnels
         if after != before:
             change.funnels[name] = after

@@ -252,7 +252,7 @@ def recompute_funnels(events: Iterable[dict[str, Any]],
     for (app, _user, name), steps in user_funnel_steps(events, plans).items():
         plan, funnel = plans[app], plans[app].funnels[name]
         for k, ts in enumerate(steps):
-            label = f"{k}:{funnel.steps[k].event}"
+            label = f"{k}:{funnel.steps[k].label}"
             cohort = steps[0].astimezone(plan.tz).date()
             out[(app, cohort, f"funnel:{name}:cohort", label)] += 1
             out[(app, ts.astimezone(plan.tz).date(), f"funnel:{name}:daily", label)] += 1
@@ -262,7 +262,10 @@ def recompute_funnels(events: Iterable[dict[str, Any]],
 def user_funnel_steps(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
                       ) -> dict[tuple[str, str, str], list[datetime]]:
     """Each user's reached steps per funnel: step k is the first occurrence of its event (meeting
-    its conditions) at or after step k-1, within its window of step 0."""
+    its conditions) at or after step k-1 (at or after step 0 when the funnel is not ordered),
+    within its window of step 0. An `active_day: N` step is the first activity on the local day
+    N days after step 0's (in an ordered funnel, step k-1 on that day or before), at the later
+    of that activity and step k-1 (step 0)."""
     times: dict[tuple[str, str], list[tuple[datetime, str, dict[str, Any]]]] = defaultdict(list)
     for doc in unique(events):
         times[(doc["app"], doc["user_id"])].append(
@@ -270,15 +273,32 @@ def user_funnel_steps(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
     out: dict[tuple[str, str, str], list[datetime]] = {}
     for (app, user), mine in times.items():
         mine.sort(key=lambda item: item[0])
+        tz = plans[app].tz
+        first_activity: dict[date, datetime] = {}
+        for ts, event, _ in mine:
+            if event in plans[app].activity_events:
+                first_activity.setdefault(ts.astimezone(tz).date(), ts)
         for name, funnel in plans[app].funnels.items():
             steps: list[datetime] = []
             for step in funnel.steps:
-                floor = steps[-1] if steps else None
-                hit = next((ts for ts, event, props in mine if event == step.event
-                            and step_condition_holds(step.where, props)
-                            and (floor is None or ts >= floor)
-                            and (step.within_days is None or not steps
-                                 or ts <= steps[0] + timedelta(days=step.within_days))), None)
+                floor = (steps[-1] if funnel.ordered else steps[0]) if steps else None
+                limit = (steps[0] + timedelta(days=step.within_days)
+                         if steps and step.within_days is not None else None)
+                hit: datetime | None
+                if step.active_day is not None:
+                    assert steps and floor is not None
+                    day = steps[0].astimezone(tz).date() + timedelta(days=step.active_day)
+                    first = first_activity.get(day)
+                    hit = None if first is None else max(first, floor)
+                    if funnel.ordered and steps[-1].astimezone(tz).date() > day:
+                        hit = None
+                    if hit is not None and limit is not None and hit > limit:
+                        hit = None
+                else:
+                    hit = next((ts for ts, event, props in mine if event == step.event
+                                and step_condition_holds(step.where, props)
+                                and (floor is None or ts >= floor)
+                                and (limit is None or ts <= limit)), None)
                 if hit is None:
                     break
                 steps.append(hit)
