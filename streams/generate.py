@@ -183,7 +183,7 @@ def _registration(factory: EventFactory, user: int, ts: datetime) -> list[dict[s
 
 
 def _journeys(factory: EventFactory, rng: random.Random, user: int, signup: datetime,
-              end: datetime) -> list[dict[str, Any]]:
+              end: datetime, engaged: bool = False) -> list[dict[str, Any]]:
     plan = factory.plan
 
     def make(name: str, ts: datetime, props: dict[str, Any]) -> dict[str, Any]:
@@ -197,7 +197,7 @@ def _journeys(factory: EventFactory, rng: random.Random, user: int, signup: date
 
     out = []
     if plan.revenue is not None:
-        out += business.subscription_journey(plan, rng, signup, end, make)
+        out += business.subscription_journey(plan, rng, signup, end, make, engaged)
     if "total_rebate_earned" in plan.user_properties:
         out += business.rebate_journey(plan, rng, signup, end, make)
     return out
@@ -238,7 +238,8 @@ def generate(plan: Plan, options: GenOptions) -> Iterator[dict[str, Any]]:
                 keeps_habit = habit if i == 0 and rng.random() < 0.85 else None
                 events.extend(factory.session(user, start, keeps_habit))
                 if offset == signup and i == 0:
-                    events.extend(_journeys(factory, journeys, user, start, end))
+                    events.extend(_journeys(factory, journeys, user, start, end,
+                                            engaged=profile[0] == "loyal"))
     events = [e for e in events if datetime.fromisoformat(e["timestamp"]) <= end]
     events.sort(key=lambda e: datetime.fromisoformat(e["timestamp"]))
     return iter(_deliver(events, options, rng))

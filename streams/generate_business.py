@@ -47,7 +47,9 @@ def price(plan: Plan, tier: str) -> float:
 
 
 def subscription_journey(plan: Plan, rng: random.Random, signup: datetime, end: datetime,
-                         make: Make) -> list[dict[str, Any]]:
+                         make: Make, engaged: bool = False) -> list[dict[str, Any]]:
+    """`engaged` users (the loyal ones) try and buy twice as often: paying users are the
+    active ones, so seed 001's funnel (active on day 1 and 7 → trial → paid) has people."""
     cfg = plan.revenue
     assert cfg is not None
     names = _names(plan)
@@ -70,7 +72,7 @@ def subscription_journey(plan: Plan, rng: random.Random, signup: datetime, end: 
             props[spec.converted] = extra["converted"]
         out.append(make(name, ts, props))
 
-    roll = rng.random()
+    roll = rng.random() * (0.5 if engaged else 1.0)  # one draw either way: same stream
     tier = rng.choice(tiers)
     start = signup + timedelta(hours=rng.uniform(2, 72))
     if roll < 0.35 and "trial_started" in names:
