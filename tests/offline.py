@@ -144,9 +144,11 @@ def recompute_streaks(
     return rows, dict(milestones)
 
 
-def recompute_counters(events: Iterable[dict[str, Any]],
-                       plans: dict[str, Plan]) -> dict[tuple[str, date, str, str], Decimal]:
-    """app_daily_counters rows: (app, day, counter, dimension) → value, summed in Decimal."""
+def recompute_counters(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
+                       identifies: Iterable[dict[str, Any]] = ()
+                       ) -> dict[tuple[str, date, str, str], Decimal]:
+    """app_daily_counters rows: (app, day, counter, dimension) → value, summed in Decimal.
+    `identifies`: user-properties records (they move users between cohort breakdowns)."""
     out: dict[tuple[str, date, str, str], Decimal] = defaultdict(Decimal)
     for doc in unique(events):
         plan = plans[doc["app"]]
@@ -167,7 +169,7 @@ def recompute_counters(events: Iterable[dict[str, Any]],
         out[key] += users
     for key, users in recompute_groups(events, plans).items():
         out[key] += users
-    for key, users in recompute_cohort_breakdowns(events, plans).items():
+    for key, users in recompute_cohort_breakdowns(events, plans, identifies).items():
         out[key] += users
     return dict(out)
 
@@ -535,16 +537,28 @@ def monthly_report(rows: dict[tuple[str, date], MonthlyRow]
 
 # ---- cohort breakdowns (seed 002 §6), recomputed naively -------------------------------------
 
-def _naive_property(name: str, plan: Plan, docs: list[dict[str, Any]]) -> Any:
+def _naive_property(name: str, plan: Plan, docs: list[dict[str, Any]],
+                    identifies: Iterable[dict[str, Any]] = ()) -> Any:
     """A user property from the user's events in time order, for the derivations cohort
-    breakdowns use (first value of a property, a set of values, the size of such a set)."""
+    breakdowns use (first value of a property, a set of values, the size of such a set); a
+    set-once property may also come from identify records (`set` or `set_once`): the earliest
+    write, event or identify, wins (the event on a tie)."""
     rule = plan.user_properties[name]
     if rule.derive == "count_of":
         return len(_naive_property(rule.of[0], plan, docs))
     feeds = [d for d in docs if d["event"] in (rule.events or plan.activity_events)]
     values = [(d.get("properties") or {}).get(rule.property or "") for d in feeds]
     if rule.derive == "first_value":
-        return next((v for v in values if v is not None), None)
+        written = [(datetime.fromisoformat(doc["timestamp"]), 1, part[name])
+                   for doc in identifies for part in (doc.get("set") or {},
+                                                      doc.get("set_once") or {})
+                   if name in part]
+        derived = [(datetime.fromisoformat(d["timestamp"]), 0, v) for d, v in zip(
+            feeds, values, strict=True) if v is not None][:1]
+        if written and rule.update != "set_once":
+            raise NotImplementedError("offline breakdowns: identify writes of an update rule")
+        candidates = sorted(written + derived, key=lambda c: (c[0], c[1]))
+        return candidates[0][2] if candidates else None
     if rule.derive == "union":
         return {str(v) for v in values if v is not None}
     raise NotImplementedError(f"offline breakdowns do not derive {rule.derive!r}")
@@ -572,7 +586,8 @@ def breakdown_label(value: Any, buckets: list[float] | None) -> str:
     return text(low) if high - low == 1 and float(low).is_integer() else f"{text(low)}-{text(high)}"
 
 
-def recompute_cohort_breakdowns(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
+def recompute_cohort_breakdowns(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
+                                identifies: Iterable[dict[str, Any]] = ()
                                 ) -> dict[tuple[str, date, str, str], int]:
     """Cohort breakdown counter rows (app, cohort day, cohort:<dimension>:<measure>, label):
     each registered user counts once per dimension, under the label of the property's final
@@ -581,6 +596,12 @@ def recompute_cohort_breakdowns(events: Iterable[dict[str, Any]], plans: dict[st
     for doc in unique(events):
         if plans[doc["app"]].cohorts is not None:
             docs[(doc["app"], doc["user_id"])].append(doc)
+    records: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    seen_ids: set[tuple[str, str]] = set()
+    for doc in identifies:
+        if (doc["app"], doc["event_id"]) not in seen_ids:
+            seen_ids.add((doc["app"], doc["event_id"]))
+            records[(doc["app"], doc["user_id"])].append(doc)
     cohorts = recompute_cohort_members(events, plans)
     out: dict[tuple[str, date, str, str], int] = defaultdict(int)
     for (app, user), (cohort, measures) in cohorts.items():
@@ -589,7 +610,8 @@ def recompute_cohort_breakdowns(events: Iterable[dict[str, Any]], plans: dict[st
             continue
         mine = sorted(docs[(app, user)], key=lambda d: datetime.fromisoformat(d["timestamp"]))
         for dimension, cfg in plan.cohorts.breakdowns.items():
-            value = breakdown_label(_naive_property(cfg.property, plan, mine), cfg.buckets)
+            value = breakdown_label(_naive_property(cfg.property, plan, mine,
+                                                    records[(app, user)]), cfg.buckets)
             for measure in measures:
                 out[(app, cohort, f"cohort:{dimension}:{measure}", value)] += 1
     return dict(out)
