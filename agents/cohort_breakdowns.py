@@ -27,7 +27,10 @@ class BreakdownKeeper:
         self.breakdowns = {app: cfg.breakdowns for app, cfg in p.state_configs.items()
                            if cfg.breakdowns}
         self.rules = {app: p.plans[app].user_properties for app in self.breakdowns}
-        self.feeds = {app: feeding_events(cfg, self.rules[app], p.plans[app].activity_events)
+        self.activation = {app: cohorts.activation for app in self.breakdowns
+                           if (cohorts := p.plans[app].cohorts) is not None}
+        self.feeds = {app: feeding_events(cfg, self.rules[app], p.plans[app].activity_events,
+                                          self.activation.get(app))
                       for app, cfg in self.breakdowns.items()}
 
     def after_events(self, app: str, state: UserState, events: Sequence[ValidEvent],
@@ -42,7 +45,7 @@ class BreakdownKeeper:
         values = served(state.props, self.rules[app]) if state.props is not None else {}
         measures = cohort_measures(state)
         labels, deltas = move(state.breakdowns, state.reg_day if measures is not None else None,
-                              measures or [], breakdowns, values)
+                              measures or [], breakdowns, values, self.activation.get(app))
         if labels == state.breakdowns:
             return False
         state.breakdowns = labels

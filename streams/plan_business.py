@@ -113,6 +113,10 @@ def check_monthly(cfg: MonthlyConfig, events: Mapping[str, EventSpec],
 def check_cohorts(cfg: CohortsConfig, rules: Mapping[str, PropertyRule], loc: Any,
                   file: str) -> None:
     """Cohort breakdowns name user properties of the plan; bucket bounds ascend."""
+    if cfg.activation is not None and cfg.activation not in rules:
+        raise PlanError(file, loc.line("cohorts", "activation"),
+                        f"cohorts.activation: {cfg.activation!r} is not one of the plan's "
+                        "user_properties")
     for name, breakdown in cfg.breakdowns.items():
         where = ("cohorts", "breakdowns", name)
         if not re.fullmatch(r"[a-z][a-z0-9_]*", name):

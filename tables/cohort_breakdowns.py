@@ -7,7 +7,12 @@ sums to the cohort size. Their share is the cohort's own (tables.activity): one 
 the registration day, one in `dN` when active N days later, as plan counters
 `cohort:<dimension>:<measure>` whose dimension is the value's label.
 
-The user's state keeps the label their share is counted under. Two things change the share:
+With `cohorts.activation` naming a boolean user property (cryptorebate: `is_activated`, the
+first trade), a registered user whose value is true also counts in measure `activated` of their
+cohort, under each dimension's value: the seed's activation rate per signup source.
+
+The user's state keeps the label their share is counted under (and the activation flag, under
+the key ACTIVATED). Two things change the share:
 an event that changes the cohort marks (registration, a retained day) — `translate` books its
 deltas under the kept label — and a new property value — `move` takes the whole share from the
 old label to the new one. Both are exact, so the counters equal a recomputation from the final
@@ -24,6 +29,7 @@ from tables.counters import SCALE, counter_key
 from tables.user_props import PropertyRule
 
 NONE = "(none)"  # no value yet (or a value a bucketed dimension cannot place)
+ACTIVATED = "\x00activated"  # the labels' key of the activation flag (no dimension has it)
 MAX_LABEL = 64  # free-text values (e.g. a signup source) are cut to this many characters
 
 
@@ -36,6 +42,7 @@ class BreakdownConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 class CohortsConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     breakdowns: dict[str, BreakdownConfig] = {}
+    activation: str | None = None  # a boolean user property: true counts in `activated`
 
 
 def _number(bound: float) -> str:
@@ -77,7 +84,7 @@ def share(reg_day: int, measures: Iterable[str], breakdowns: Mapping[str, Breakd
     """The user's breakdown counters ((counter key, day) → millionths) for the cohort measures
     they count in (`size`, `d1`, …), under their kept labels (or one dimension's)."""
     out: dict[tuple[str, int], int] = {}
-    measures = list(measures)
+    measures = _with_activation(measures, labels)
     for dimension in breakdowns:
         if only is not None and dimension != only:
             continue
@@ -87,54 +94,64 @@ def share(reg_day: int, measures: Iterable[str], breakdowns: Mapping[str, Breakd
     return out
 
 
+def _with_activation(measures: Iterable[str], labels: Mapping[str, str] | None) -> list[str]:
+    out = list(measures)
+    if "size" in out and labels and ACTIVATED in labels:
+        out.append("activated")
+    return out
+
+
 def translate(cohort_deltas: Mapping[tuple[str, int], int],
               breakdowns: Mapping[str, BreakdownConfig],
               labels: Mapping[str, str] | None) -> dict[tuple[str, int], int]:
     """Cohort deltas ((measure, cohort day) → users) booked under the user's kept labels."""
     out: dict[tuple[str, int], int] = {}
+    activated = bool(labels) and ACTIVATED in (labels or {})
     for dimension in breakdowns:
         value = (labels or {}).get(dimension, NONE)
         for (measure, day), amount in cohort_deltas.items():
-            key = (counter_key(counter_name(dimension, measure), value), day)
-            out[key] = out.get(key, 0) + amount * SCALE
+            # The activation mark goes wherever the cohort membership (`size`) goes.
+            for counted in (measure, "activated") if activated and measure == "size" \
+                    else (measure,):
+                key = (counter_key(counter_name(dimension, counted), value), day)
+                out[key] = out.get(key, 0) + amount * SCALE
     return {k: v for k, v in out.items() if v}
 
 
 def move(labels: dict[str, str] | None, reg_day: int | None, measures: Iterable[str],
-         breakdowns: Mapping[str, BreakdownConfig], values: Mapping[str, object]
+         breakdowns: Mapping[str, BreakdownConfig], values: Mapping[str, object],
+         activation: str | None = None
          ) -> tuple[dict[str, str] | None, dict[tuple[str, int], int]]:
     """Relabel the user after their properties changed (`values`: property name → current
-    value); return the new labels and the counter deltas that move their share. `reg_day` is
-    None for a user not (or no longer) counted in a cohort: labels change, counts do not."""
+    value; `activation`: the activation property, if any); return the new labels and the
+    counter deltas that move their share. `reg_day` is None for a user not (or no longer)
+    counted in a cohort: labels change, counts do not."""
     measures = list(measures)
-    out: dict[tuple[str, int], int] = {}
-    new = dict(labels or {})
+    new: dict[str, str] = {}
     for dimension, cfg in breakdowns.items():
-        old_label = new.get(dimension, NONE)
-        new_label = label(values.get(cfg.property), cfg)
-        if new_label == old_label:
-            continue
-        if new_label == NONE:
-            new.pop(dimension, None)
-        else:
-            new[dimension] = new_label
-        if reg_day is None:
-            continue
-        for measure in measures:
-            name = counter_name(dimension, measure)
-            for value, sign in ((old_label, -1), (new_label, 1)):
-                key = (counter_key(name, value), reg_day)
-                out[key] = out.get(key, 0) + sign * SCALE
+        value = label(values.get(cfg.property), cfg)
+        if value != NONE:
+            new[dimension] = value
+    if activation is not None and values.get(activation) is True:
+        new[ACTIVATED] = "1"
+    out: dict[tuple[str, int], int] = {}
+    if reg_day is not None and new != (labels or {}):
+        for sign, kept in ((-1, labels), (1, new)):
+            for key, amount in share(reg_day, measures, breakdowns, kept).items():
+                out[key] = out.get(key, 0) + sign * amount
     return (new or None), {k: v for k, v in out.items() if v}
 
 
 def feeding_events(breakdowns: Mapping[str, BreakdownConfig],
-                   rules: Mapping[str, PropertyRule], activity: Iterable[str]) -> frozenset[str]:
+                   rules: Mapping[str, PropertyRule], activity: Iterable[str],
+                   activation: str | None = None) -> frozenset[str]:
     """Events that can change a breakdown's property (through the derivations it depends on):
     only users who had one of these (or an identify record) need relabelling."""
     acts = frozenset(activity)
     out: set[str] = set()
     pending = [b.property for b in breakdowns.values()]
+    if activation is not None:
+        pending.append(activation)
     done: set[str] = set()
     while pending:
         name = pending.pop()

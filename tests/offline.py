@@ -561,6 +561,10 @@ def _naive_property(name: str, plan: Plan, docs: list[dict[str, Any]],
         return candidates[0][2] if candidates else None
     if rule.derive == "union":
         return {str(v) for v in values if v is not None}
+    if rule.derive == "flag":
+        if any(name in (doc.get("set") or {}) for doc in identifies):
+            raise NotImplementedError("offline breakdowns: identify writes of a flag")
+        return bool(feeds)
     raise NotImplementedError(f"offline breakdowns do not derive {rule.derive!r}")
 
 
@@ -570,7 +574,7 @@ def breakdown_label(value: Any, buckets: list[float] | None) -> str:
     if value is None or value == "":
         return "(none)"
     if buckets is None:
-        return str(value)[:64]
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)[:64]
     if isinstance(value, bool) or not isinstance(value, int | float):
         return "(none)"
 
@@ -591,7 +595,8 @@ def recompute_cohort_breakdowns(events: Iterable[dict[str, Any]], plans: dict[st
                                 ) -> dict[tuple[str, date, str, str], int]:
     """Cohort breakdown counter rows (app, cohort day, cohort:<dimension>:<measure>, label):
     each registered user counts once per dimension, under the label of the property's final
-    value, in `size` and in every dN they were active on (as recompute_cohorts)."""
+    value, in `size`, in every dN they were active on (as recompute_cohorts) and in `activated`
+    when the plan's activation property is true."""
     docs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for doc in unique(events):
         if plans[doc["app"]].cohorts is not None:
@@ -609,6 +614,10 @@ def recompute_cohort_breakdowns(events: Iterable[dict[str, Any]], plans: dict[st
         if plan.cohorts is None:
             continue
         mine = sorted(docs[(app, user)], key=lambda d: datetime.fromisoformat(d["timestamp"]))
+        activation = plan.cohorts.activation
+        if activation is not None and _naive_property(activation, plan, mine,
+                                                      records[(app, user)]) is True:
+            measures = [*measures, "activated"]
         for dimension, cfg in plan.cohorts.breakdowns.items():
             value = breakdown_label(_naive_property(cfg.property, plan, mine,
                                                     records[(app, user)]), cfg.buckets)
@@ -643,9 +652,10 @@ def recompute_cohort_members(events: Iterable[dict[str, Any]], plans: dict[str, 
 def breakdown_rows(counters: dict[tuple[str, date, str, str], Any]
                    ) -> dict[tuple[str, str, date, str, str], tuple[int, ...]]:
     """The view retention_cohort_breakdowns from counter rows: (app, kind, cohort_date,
-    dimension, value) → (size, d1, d3, d7, d14, d30, d60, d90); ISO weeks keyed by Monday."""
-    measures = ["size", *(f"d{n}" for n in RETENTION_DAYS)]
-    rows: dict[tuple[str, str, date, str, str], list[int]] = defaultdict(lambda: [0] * 8)
+    dimension, value) → (size, d1, d3, d7, d14, d30, d60, d90, activated); ISO weeks keyed by
+    Monday."""
+    measures = ["size", *(f"d{n}" for n in RETENTION_DAYS), "activated"]
+    rows: dict[tuple[str, str, date, str, str], list[int]] = defaultdict(lambda: [0] * 9)
     for (app, day, counter, value), users in counters.items():
         if not counter.startswith("cohort:"):
             continue

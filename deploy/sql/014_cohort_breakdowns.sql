@@ -26,15 +26,18 @@ SELECT app, cohort_kind, cohort_date, dimension, value,
        coalesce(sum(users) FILTER (WHERE measure = 'd14'), 0)::int AS d14,
        coalesce(sum(users) FILTER (WHERE measure = 'd30'), 0)::int AS d30,
        coalesce(sum(users) FILTER (WHERE measure = 'd60'), 0)::int AS d60,
-       coalesce(sum(users) FILTER (WHERE measure = 'd90'), 0)::int AS d90
+       coalesce(sum(users) FILTER (WHERE measure = 'd90'), 0)::int AS d90,
+       -- users whose plan activation property is true (cryptorebate: a first trade)
+       coalesce(sum(users) FILTER (WHERE measure = 'activated'), 0)::int AS activated
 FROM kinds
 GROUP BY app, cohort_kind, cohort_date, dimension, value
 HAVING coalesce(sum(users) FILTER (WHERE measure = 'size'), 0) > 0;
 
--- The seed's metric for every breakdown: retention as shares (0 until day c + n has come, like
--- retention_rates). Activation rate, LTV and ARPU per value are not here: see README.
+-- The seed's metrics for every breakdown: retention as shares (0 until day c + n has come, like
+-- retention_rates) and the activation rate. LTV and ARPU per value are not here: see README.
 CREATE OR REPLACE VIEW retention_breakdown_rates AS
 SELECT app, cohort_kind, cohort_date, dimension, value, size,
+       activated::numeric / size AS activation_rate,
        d1::numeric / size AS d1_rate, d3::numeric / size AS d3_rate,
        d7::numeric / size AS d7_rate, d14::numeric / size AS d14_rate,
        d30::numeric / size AS d30_rate, d60::numeric / size AS d60_rate,

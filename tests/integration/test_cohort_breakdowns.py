@@ -33,7 +33,7 @@ def view(env: PulseEnv) -> dict[tuple[str, str, date, str, str], tuple[int, ...]
             return {}
         return {(a, k, c, d, v): tuple(values) for a, k, c, d, v, *values in conn.execute(
             "SELECT app, cohort_kind, cohort_date, dimension, value, size, d1, d3, d7, d14, "
-            "d30, d60, d90 FROM retention_cohort_breakdowns")}
+            "d30, d60, d90, activated FROM retention_cohort_breakdowns")}
 
 
 def test_breakdowns_and_conversion_funnel_equal_the_offline_recomputation(
@@ -103,6 +103,9 @@ def test_breakdowns_and_conversion_funnel_equal_the_offline_recomputation(
         "(none)", "organic", "influencer", "paid", "telegram_channel", "partner"}
     assert sizes[("signup_source", "partner")] == len(unsourced)  # the identify records
     assert any(row[1] for row in expected.values())  # D1 returns are broken down too
+    # Activated traders (a first trade) per signup source: some, not all.
+    activated = sum(row[8] for k, row in expected.items() if k[1] == "day" and k[3] == "exchanges")
+    assert 0 < activated < sum(sizes[k] for k in sizes if k[0] == "exchanges")
     # Users moved between buckets as their exchanges were confirmed one by one.
     confirmed = Counter(e["user_id"] for e in events if e["event"] == "exchange_signup_confirmed")
     assert sum(1 for n in confirmed.values() if n >= 2) >= 10
@@ -115,7 +118,7 @@ def test_breakdowns_and_conversion_funnel_equal_the_offline_recomputation(
         for (app, kind, cohort, dim, _), row in expected.items():
             if dim == dimension:
                 acc = summed.setdefault((app, cohort, kind), [0] * 8)
-                acc[:] = [a + b for a, b in zip(acc, row, strict=True)]
+                acc[:] = [a + b for a, b in zip(acc, row[:8], strict=True)]
         crypto = {k: v for k, v in cohorts.items() if k[0] == "cryptorebate"}
         assert {k: tuple(v) for k, v in summed.items()} == crypto
 

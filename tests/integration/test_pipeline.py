@@ -100,7 +100,7 @@ def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_pa
     with psycopg.connect(pulse_env.database_url) as conn:
         breakdowns = {(a, k, c, d, v): tuple(values) for a, k, c, d, v, *values in conn.execute(
             "SELECT app, cohort_kind, cohort_date, dimension, value, size, d1, d3, d7, d14, d30,"
-            " d60, d90 FROM retention_cohort_breakdowns")}
+            " d60, d90, activated FROM retention_cohort_breakdowns")}
     assert breakdowns == breakdown_rows(counters)
     assert {key[3] for key in breakdowns} == {"signup_source", "exchanges"}
 

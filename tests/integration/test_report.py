@@ -101,6 +101,8 @@ def seed_rows(dsn: str) -> None:
             (D("2024-01-10"), "cohort:signup_source:size", "paid", 2),
             (D("2024-01-10"), "cohort:signup_source:d1", "paid", 1),
             (D("2024-01-08"), "cohort:exchanges:size", "4+", 2),
+            (D("2024-01-08"), "cohort:exchanges:activated", "4+", 1),
+            (D("2024-01-10"), "cohort:signup_source:activated", "paid", 2),
             (D("2024-01-20"), "cohort:signup_source:size", "organic", 5)])
         # vkusvill_bot: nothing in the previous week but carts on 5 January.
         daily(conn, "vkusvill_bot", [(D("2024-01-09"), 5, 5, 9, 5, 6, 40),
@@ -357,14 +359,14 @@ def test_cohort_breakdowns_section_pools_the_period_cohorts(pulse_env: PulseEnv)
     args = ["--app", "cryptorebate", "--from", "2024-01-08", "--to", "2024-01-14"]
     zero = {"d3": 0.0, "d14": 0.0, "d30": 0.0}
     expected = {
-        "signup_source=organic": {"size": 4, "d1": 2 / 4, "d7": 1 / 4, **zero},
-        "signup_source=(none)": {"size": 1, "d1": 0.0, "d7": 0.0, **zero},
-        "signup_source=paid": {"size": 2, "d1": 1 / 2, "d7": 0.0, **zero},
-        "exchanges=4+": {"size": 2, "d1": 0.0, "d7": 0.0, **zero}}
+        "signup_source=organic": {"size": 4, "activation": 0.0, "d1": 2 / 4, "d7": 1 / 4, **zero},
+        "signup_source=(none)": {"size": 1, "activation": 0.0, "d1": 0.0, "d7": 0.0, **zero},
+        "signup_source=paid": {"size": 2, "activation": 1.0, "d1": 1 / 2, "d7": 0.0, **zero},
+        "exchanges=4+": {"size": 2, "activation": 0.5, "d1": 0.0, "d7": 0.0, **zero}}
     for kind in ("day", "week"):  # the week of Monday 8 January holds the same users
         section = orjson.loads(run(pulse_env, *args, "--cohorts", kind, "--section",
                                    "cohort_breakdowns", "--format", "json"))["cohort_breakdowns"]
         assert section["rows"] == expected
-        assert section["columns"] == ["size", "d1", "d3", "d7", "d14", "d30"]
+        assert section["columns"] == ["size", "activation", "d1", "d3", "d7", "d14", "d30"]
     assert_same_numbers(pulse_env, [*args, "--section", "cohort_breakdowns"], orjson.loads(
         run(pulse_env, *args, "--section", "cohort_breakdowns", "--format", "json")))

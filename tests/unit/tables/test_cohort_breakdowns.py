@@ -60,7 +60,7 @@ class Agent:
         measures = cohort_measures(self.state)
         reg = self.state.reg_day if measures is not None else None
         self.state.breakdowns, deltas = move(self.state.breakdowns, reg, measures or [],
-                                             CFG.breakdowns, values)
+                                             CFG.breakdowns, values, "is_activated")
         self.totals.update(deltas)
 
     def counted(self) -> dict[tuple[str, int], int]:
@@ -122,9 +122,9 @@ def test_a_user_without_a_cohort_is_relabelled_but_not_counted() -> None:
 
 
 STEP = st.one_of(
-    st.tuples(st.just("event"), st.integers(0, 20), st.booleans()),
+    st.tuples(st.just("event"), st.integers(0, 20), st.booleans(), st.just(False)),
     st.tuples(st.just("props"), st.one_of(st.none(), st.integers(0, 6)),
-              st.sampled_from([None, "organic", "paid"])))
+              st.sampled_from([None, "organic", "paid"]), st.booleans()))
 
 
 @settings(max_examples=200, deadline=None)
@@ -134,11 +134,11 @@ def test_each_breakdown_sums_to_the_cohort_and_recovery_agrees(users: list[list]
     breakdowns: Counter[tuple[str, int]] = Counter()
     for steps in users:
         agent = Agent()
-        for kind, a, b in steps:
+        for kind, a, b, activated in steps:
             if kind == "event":
                 agent.event(ev(a, registration=b))
             else:
-                agent.properties(exchanges_count=a, signup_source=b)
+                agent.properties(exchanges_count=a, signup_source=b, is_activated=activated)
         assert counter_contribution(agent.state, CFG) == agent.counted()
         cohorts.update({k: v for k, v in contribution(agent.state).items()
                         if k[0] == NEW_USERS or k[0] in RETAINED.values()})
@@ -148,7 +148,7 @@ def test_each_breakdown_sums_to_the_cohort_and_recovery_agrees(users: list[list]
         summed: Counter[tuple[int, int]] = Counter()
         for (counter, day), amount in breakdowns.items():
             name, _, _value = counter.partition("\x1f")
-            if name.startswith(f"cohort:{dimension}:"):
+            if name.startswith(f"cohort:{dimension}:") and not name.endswith(":activated"):
                 column = next(c for c, m in measures.items() if name.endswith(f":{m}"))
                 summed[(column, day)] += amount // SCALE
         assert {k: v for k, v in summed.items() if v} == {k: v for k, v in cohorts.items() if v}
@@ -169,3 +169,25 @@ def test_feeding_events_follow_the_derivations() -> None:
         "user_signed_up", "exchange_signup_confirmed"}
     by_activity = {"seen": BreakdownConfig(property="last_seen")}
     assert feeding_events(by_activity, rules, ["page_viewed"]) == {"page_viewed"}
+
+
+def test_activation_counts_with_the_cohort_and_follows_the_user() -> None:
+    agent = Agent()
+    agent.event(ev(10, registration=True))
+    agent.properties(signup_source="paid", is_activated=True)  # a first trade
+    assert agent.counted() == {
+        (key("signup_source", "size", "paid"), 10): SCALE,
+        (key("signup_source", "activated", "paid"), 10): SCALE,
+        (key("exchanges", "size", NONE), 10): SCALE,
+        (key("exchanges", "activated", NONE), 10): SCALE}
+    agent.properties(signup_source="paid", is_activated=True, exchanges_count=1)
+    agent.event(ev(8, registration=True))  # a late signup: the cohort and its mark move
+    assert agent.counted() == {
+        (key("signup_source", "size", "paid"), 8): SCALE,
+        (key("signup_source", "activated", "paid"), 8): SCALE,
+        (key("exchanges", "size", "1"), 8): SCALE,
+        (key("exchanges", "activated", "1"), 8): SCALE}
+    assert counter_contribution(agent.state, CFG) == agent.counted()
+    agent.properties(signup_source="paid", is_activated=False, exchanges_count=1)
+    assert agent.counted() == {(key("signup_source", "size", "paid"), 8): SCALE,
+                               (key("exchanges", "size", "1"), 8): SCALE}
