@@ -136,7 +136,8 @@ class UserState(msgspec.Struct, array_like=True):
     # absent in states written before it.
     monthly: list[MonthCounts] | None = None
     # Cohort breakdowns (tables.cohort_breakdowns): dimension → the label the user's cohort
-    # share is counted under; absent while every label is `(none)`, and in older states.
+    # share is counted under, and the activation flag; absent while every label is `(none)`
+    # and the user is not activated, and in older states.
     breakdowns: dict[str, str] | None = None
 
     @property
