@@ -12,11 +12,11 @@ first trade), a registered user whose value is true also counts in measure `acti
 cohort, under each dimension's value: the seed's activation rate per signup source.
 
 The user's state keeps the label their share is counted under (and the activation flag, under
-the key ACTIVATED). Two things change the share:
-an event that changes the cohort marks (registration, a retained day) — `translate` books its
-deltas under the kept label — and a new property value — `move` takes the whole share from the
-old label to the new one. Both are exact, so the counters equal a recomputation from the final
-property values. Pure: the caller serves the property values.
+the key ACTIVATED). Two things change the share: an event that changes the cohort marks
+(registration, a retained day) — `translate` books its deltas under the kept label — and a new
+property value — `move` takes the whole share from the old label to the new one. Both are
+exact, so the counters equal a recomputation from the final property values. Pure: the caller
+serves the property values.
 """
 
 from __future__ import annotations
@@ -79,15 +79,12 @@ def counter_name(dimension: str, measure: str) -> str:
 
 
 def share(reg_day: int, measures: Iterable[str], breakdowns: Mapping[str, BreakdownConfig],
-          labels: Mapping[str, str] | None, only: str | None = None
-          ) -> dict[tuple[str, int], int]:
+          labels: Mapping[str, str] | None) -> dict[tuple[str, int], int]:
     """The user's breakdown counters ((counter key, day) → millionths) for the cohort measures
-    they count in (`size`, `d1`, …), under their kept labels (or one dimension's)."""
+    they count in (`size`, `d1`, …; `activated` comes with `size`), under their kept labels."""
     out: dict[tuple[str, int], int] = {}
     measures = _with_activation(measures, labels)
     for dimension in breakdowns:
-        if only is not None and dimension != only:
-            continue
         value = (labels or {}).get(dimension, NONE)
         for measure in measures:
             out[(counter_key(counter_name(dimension, measure), value), reg_day)] = SCALE
