@@ -54,7 +54,8 @@ class DayAggregates:
         for app, state in users:
             self.add(app, contribution(state, history_days))
             cfg = configs.get(app) if configs else None
-            if state.counters or state.funnels or (cfg is not None and cfg.breakdowns):
+            if state.counters or state.funnels or state.groups or (
+                    cfg is not None and cfg.breakdowns):
                 self.add_counters(app, counter_contribution(state, cfg))
 
     def get(self, app: str, day: int) -> list[int]:
