@@ -193,4 +193,7 @@ def build_worker(settings: Settings, connections: Connections,
     from agents import lag
 
     lag.register(pipeline)
+    from agents import loop_probe
+
+    loop_probe.register(pipeline)
     return pipeline
