@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from agents.safety import user_hash
+from agents.yielding import owned_users
 from streams.envelope import split_user_key
 from tables.activity import UserState, contribution, counter_contribution, decode_state
 from tables.residuals import absorb, decode_residual, encode_residual, residual_key
@@ -79,19 +80,17 @@ class Forgetter:
         if self.business.redis is not None:  # the same hash, its own fields
             self.business.redis.pending.pop((app, user_id), None)
 
-    def expired(self, owned: set[int], partition_of: Callable[[bytes], int],
-                now: float) -> list[tuple[bytes, int, str, str, UserState]]:
-        """Users of this worker whose newest event is older than the state TTL."""
+    async def expired(self, owned: set[int], partition_of: Callable[[bytes], int],
+                      now: float) -> list[tuple[bytes, int, str, str, UserState]]:
+        """Users of this worker whose newest event is older than the state TTL, as they are
+        when this returns (the walk yields to the event loop: agents.yielding)."""
         cutoff = now - self.p.settings.user_state_ttl_days * DAY
-        out = []
-        for key, raw in list(self.p.users.data.items()):
-            if not raw:
-                continue
-            part = partition_of(key)
-            if part not in owned:
-                continue
+        found = []
+        store = self.p.users.data
+        async for key, part, raw in owned_users(store, owned, partition_of):
             state = decode_state(raw)
             if state.last_ts < cutoff:
                 app, user_id = split_user_key(key)
-                out.append((key, part, app, user_id, state))
-        return out
+                found.append((raw, (key, part, app, user_id, state)))
+        # A user written since the walk read them has had an event: not expired after all.
+        return [user for raw, user in found if store.get(user[0]) is raw]

@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
+from agents.yielding import owned_users
 from sinks.postgres import PROFILE_COLUMNS
 from streams.envelope import ValidEvent, split_user_key
 from streams.plan import Plan
@@ -87,16 +88,17 @@ class ProfileKeeper:
             self.p.metrics.users_by_segment.labels(app, was[0]).dec()
             self.p.metrics.users_by_churn_risk.labels(app, was[1]).dec()
 
-    def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
-        """Re-evaluate every profile of this worker's partitions at `now`; refresh gauges."""
+    async def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
+        """Re-evaluate every profile of this worker's partitions at `now`; refresh gauges.
+        The walk yields to the event loop (agents.yielding)."""
         if not self.apps:
             return
         segments: Counter[tuple[str, str]] = Counter()
         risks: Counter[tuple[str, str]] = Counter()
         self.current.clear()  # partitions may have moved: recount what this worker owns
-        for key, raw in list(self.p.users.data.items()):
+        async for key, _, raw in owned_users(self.p.users.data, owned, partition_of):
             name, user_id = split_user_key(key)
-            if name not in self.apps or not raw or partition_of(key) not in owned:
+            if name not in self.apps:
                 continue
             profile = self.publish(name, user_id, decode_state(raw), now, gauges=False)
             if profile is not None:

@@ -19,6 +19,7 @@ import msgspec
 import orjson
 from psycopg.types.json import Jsonb
 
+from agents.yielding import owned_users
 from streams.clock import Clock
 from streams.envelope import ValidEvent, split_user_key, user_key
 from streams.plan import Plan
@@ -135,21 +136,19 @@ class TriggerKeeper:
             for kind in pending_types(state.triggers):
                 self.p.metrics.triggers_pending.labels(app, kind).dec()
 
-    def sweep(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
+    async def sweep(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
         """Evaluate every user of this worker's partitions at the clock's now; write the states
         that changed (store and changelog of the user's partition); recount the pending gauge.
-        Returns the number of states written."""
+        Returns the number of states written. The walk yields to the event loop between users,
+        never between reading and writing one (agents.yielding)."""
         if not self.apps:
             return 0
         now = self.clock.now()
         pending: Counter[tuple[str, str]] = Counter()
         written = 0
-        for key, raw in list(self.p.users.data.items()):
+        async for key, part, raw in owned_users(self.p.users.data, owned, partition_of):
             app, user_id = split_user_key(key)
-            if app not in self.apps or not raw:
-                continue
-            part = partition_of(key)
-            if part not in owned:
+            if app not in self.apps:
                 continue
             state = decode_state(raw)
             try:
