@@ -28,6 +28,7 @@ from tables.groups import contribution as group_contribution
 from tables.monthly import MonthCounts
 from tables.profile import ProfileInputs
 from tables.revenue import RevenueState
+from tables.state_wire import pack_counters, pack_day_stats, unpack_counters, unpack_day_stats
 from tables.streaks import StreakState
 from tables.triggers import TriggerState
 from tables.user_props import PropsState
@@ -124,6 +125,11 @@ class UserState(msgspec.Struct, array_like=True):
     # Monthly report (seed 001 API 5, tables.monthly): the newest month and the one before it;
     # absent in states written before it.
     monthly: list[MonthCounts] | None = None
+    # Issue 6: compact wire forms of `counters` and `day_stats` (tables.state_wire). Set only
+    # inside encode_state; decode_state turns them back into the dicts. States written before
+    # carry the dicts themselves and these fields empty.
+    counters_wire: list[int | str] | None = None
+    day_stats_wire: list[int] | None = None
 
     @property
     def active(self) -> int:
@@ -155,6 +161,23 @@ _decoder = msgspec.msgpack.Decoder(UserState)
 
 
 def encode_state(state: UserState) -> bytes:
+    counters, day_stats = state.counters, state.day_stats
+    if counters:
+        state.counters_wire = pack_counters(counters)
+        if state.counters_wire is not None:
+            state.counters = None
+    if day_stats:
+        state.day_stats_wire = pack_day_stats(day_stats)
+        if state.day_stats_wire is not None:
+            state.day_stats = {}
+    try:
+        return _encode_bitmaps(state)
+    finally:
+        state.counters, state.day_stats = counters, day_stats
+        state.counters_wire = state.day_stats_wire = None
+
+
+def _encode_bitmaps(state: UserState) -> bytes:
     wide = [s for s in (state.streaks or {}).values() if s.days > U64]
     if state.active <= U64 and not wide:
         return _encoder.encode(state)  # the usual case: no bitmap wider than 64 bits
@@ -172,6 +195,12 @@ def encode_state(state: UserState) -> bytes:
 
 def decode_state(data: bytes) -> UserState:
     state = _decoder.decode(data)
+    if state.counters_wire is not None:
+        state.counters = unpack_counters(state.counters_wire)
+        state.counters_wire = None
+    if state.day_stats_wire is not None:
+        state.day_stats = unpack_day_stats(state.day_stats_wire)
+        state.day_stats_wire = None
     for day, ids in state.seen.items():
         if type(ids) is list:  # written before the ids were packed
             state.seen[day] = pack_ids(ids)
