@@ -21,7 +21,6 @@ TICK_SECONDS = 0.02
 def register(p: Pipeline) -> None:
     metrics = p.metrics
 
-    @p.app.task
     async def loop_probe() -> None:
         longest = 0.0
         while True:
@@ -32,3 +31,10 @@ def register(p: Pipeline) -> None:
             if late > longest:
                 longest = late
                 metrics.loop_stall_max.set(longest)
+
+    # Not a Faust task: those start only after the first table recovery, and the recovery is
+    # what this must watch. The callback runs on the loop's first turn (the worker's loop is
+    # set before the app is built); the task ends with the loop.
+    loop = asyncio.get_event_loop()
+    tasks: list[asyncio.Task[None]] = []
+    loop.call_soon(lambda: tasks.append(loop.create_task(loop_probe())))

@@ -42,6 +42,7 @@ from streams.plan import Plan, load_plans
 from streams.privacy import Pseudonymizer
 from streams.validate import Limits, local_day, validate_record
 from tables.activity import StateConfig, UserState, apply, encode_state
+from tables.state_wire import pack_counters, pack_day_stats, pack_sessions
 
 
 class _Drop:
@@ -109,9 +110,14 @@ def field_bytes(states: list[UserState]) -> dict[str, float]:
     """Mean msgpack bytes of each UserState field over `states`: where the bytes go."""
     encoder = msgspec.msgpack.Encoder()
     totals: dict[str, int] = defaultdict(int)
+    # As encode_state writes them: these go in their compact forms (tables.state_wire).
+    wire = {"counters": pack_counters, "day_stats": pack_day_stats, "sessions": pack_sessions}
     for state in states:
         for name in state.__struct_fields__:
-            totals[name] += len(encoder.encode(getattr(state, name)))
+            value = getattr(state, name)
+            if name in wire and value:
+                value = wire[name](value) or value
+            totals[name] += len(encoder.encode(value))
     return {name: total / max(len(states), 1) for name, total in totals.items()}
 
 

@@ -28,7 +28,14 @@ from tables.groups import contribution as group_contribution
 from tables.monthly import MonthCounts
 from tables.profile import ProfileInputs
 from tables.revenue import RevenueState
-from tables.state_wire import pack_counters, pack_day_stats, unpack_counters, unpack_day_stats
+from tables.state_wire import (
+    pack_counters,
+    pack_day_stats,
+    pack_sessions,
+    unpack_counters,
+    unpack_day_stats,
+    unpack_times,
+)
 from tables.streaks import StreakState
 from tables.triggers import TriggerState
 from tables.user_props import PropsState
@@ -130,6 +137,7 @@ class UserState(msgspec.Struct, array_like=True):
     # carry the dicts themselves and these fields empty.
     counters_wire: list[int | str] | None = None
     day_stats_wire: list[int] | None = None
+    sessions_wire: list[int | float] | None = None
 
     @property
     def active(self) -> int:
@@ -161,7 +169,10 @@ _decoder = msgspec.msgpack.Decoder(UserState)
 
 
 def encode_state(state: UserState) -> bytes:
-    counters, day_stats = state.counters, state.day_stats
+    counters, day_stats, sessions = state.counters, state.day_stats, state.sessions
+    if sessions:
+        state.sessions_wire = pack_sessions(sessions)
+        state.sessions = []
     if counters:
         state.counters_wire = pack_counters(counters)
         if state.counters_wire is not None:
@@ -173,8 +184,8 @@ def encode_state(state: UserState) -> bytes:
     try:
         return _encode_bitmaps(state)
     finally:
-        state.counters, state.day_stats = counters, day_stats
-        state.counters_wire = state.day_stats_wire = None
+        state.counters, state.day_stats, state.sessions = counters, day_stats, sessions
+        state.counters_wire = state.day_stats_wire = state.sessions_wire = None
 
 
 def _encode_bitmaps(state: UserState) -> bytes:
@@ -201,6 +212,11 @@ def decode_state(data: bytes) -> UserState:
     if state.day_stats_wire is not None:
         state.day_stats = unpack_day_stats(state.day_stats_wire)
         state.day_stats_wire = None
+    if state.sessions_wire is not None:
+        times = unpack_times(state.sessions_wire)
+        state.sessions = [Session(start, end, day) for start, end, day  # type: ignore[arg-type]
+                          in zip(times, times, times, strict=True)]
+        state.sessions_wire = None
     for day, ids in state.seen.items():
         if type(ids) is list:  # written before the ids were packed
             state.seen[day] = pack_ids(ids)

@@ -88,3 +88,42 @@ def unpack_day_stats(flat: list[int]) -> dict[int, list[int]]:
         day += delta
         out[day] = [next(rest), next(rest)]
     return out
+
+
+def _time_code(ts: float, previous_ms: int) -> tuple[int | float, int]:
+    """(code, new previous) of a timestamp: whole milliseconds as an int delta from the previous
+    coded one, anything else as the float itself (exact either way)."""
+    if ts > 0.0 and ts < 1e15:
+        ms = round(ts * 1000)
+        if ms / 1000 == ts:
+            return ms - previous_ms, ms
+    return ts, previous_ms
+
+
+def pack_sessions(sessions: list[Any]) -> list[int | float]:
+    """Sessions [start, end, day] as (start, end, day delta) codes; start is coded from the
+    previous session's end, end from start."""
+    flat: list[int | float] = []
+    previous_ms = previous_day = 0
+    for session in sessions:
+        code, previous_ms = _time_code(session.start, previous_ms)
+        flat.append(code)
+        code, previous_ms = _time_code(session.end, previous_ms)
+        flat.append(code)
+        flat.append(session.day - previous_day)
+        previous_day = session.day
+    return flat
+
+
+def unpack_times(flat: list[Any]) -> Iterator[float | int]:
+    """Decodes a flat list whose every third item is a day delta (the others timestamps)."""
+    previous_ms = previous_day = 0
+    for at, code in enumerate(flat):
+        if at % 3 == 2:
+            previous_day += code
+            yield previous_day
+        elif type(code) is float:
+            yield code
+        else:
+            previous_ms += code
+            yield previous_ms / 1000

@@ -79,6 +79,42 @@ def test_states_written_before_the_wire_fields_still_decode() -> None:
     states = [s for group in states_after_history(8, 30, seed=4).values() for s in group]
     for state in states:
         fields = msgspec.msgpack.decode(_encode_bitmaps(state))
-        assert fields[-2:] == [None, None]
-        before = msgspec.msgpack.encode(fields[:-2])  # the struct as it was on main
+        wire_fields = [f for f in UserState.__struct_fields__ if f.endswith("_wire")]
+        assert UserState.__struct_fields__[-len(wire_fields):] == tuple(wire_fields)
+        assert fields[-len(wire_fields):] == [None] * len(wire_fields)
+        before = msgspec.msgpack.encode(fields[:-len(wire_fields)])  # the struct on main
         assert decode_state(before) == state
+
+
+def test_sessions_round_trip_exactly_whatever_the_timestamps() -> None:
+    from tables.activity import Session
+    from tables.state_wire import pack_sessions, unpack_times
+
+    rng = random.Random(9)
+    odd = [0.0, -5.5, 1e16, float("inf"), 1795260200.1234567, 1795260200.595, 1.5e9]
+    for _ in range(300):
+        sessions = []
+        for _ in range(rng.randrange(0, 8)):
+            start = rng.choice([rng.randrange(1_600_000_000_000, 1_800_000_000_000) / 1000,
+                                rng.uniform(1.6e9, 1.8e9), rng.choice(odd)])
+            end = rng.choice([start, start + rng.randrange(0, 7_200_000) / 1000,
+                              start + rng.random()])
+            sessions.append(Session(start, end, rng.randrange(19_000, 21_000)))
+        times = unpack_times(pack_sessions(sessions))
+        back = [Session(s, e, d) for s, e, d in zip(times, times, times, strict=True)]
+        assert back == sessions
+        assert [(type(s.start), type(s.end), type(s.day)) for s in back] == \
+            [(float, float, int)] * len(back)
+        state = UserState(sessions=sessions)
+        assert decode_state(encode_state(state)).sessions == sessions
+
+
+def test_whole_millisecond_sessions_are_smaller() -> None:
+    from tables.activity import Session
+    from tables.state_wire import pack_sessions
+
+    sessions = [Session(1795260200.595, 1795260500.125, 20778),
+                Session(1795270200.5, 1795270200.5, 20778)]
+    packed = msgspec.msgpack.encode(pack_sessions(sessions))
+    assert len(packed) < len(msgspec.msgpack.encode(sessions)) * 0.7
+    assert all(type(code) is int for code in pack_sessions(sessions))
