@@ -31,10 +31,12 @@ from tables.revenue import RevenueState
 from tables.state_wire import (
     pack_counters,
     pack_day_stats,
+    pack_funnel,
     pack_sessions,
     unpack_counters,
     unpack_day_stats,
-    unpack_times,
+    unpack_funnel,
+    unpack_sessions,
 )
 from tables.streaks import StreakState
 from tables.triggers import TriggerState
@@ -138,6 +140,7 @@ class UserState(msgspec.Struct, array_like=True):
     counters_wire: list[int | str] | None = None
     day_stats_wire: list[int] | None = None
     sessions_wire: list[int | float] | None = None
+    funnels_wire: dict[str, list[int | float]] | None = None
 
     @property
     def active(self) -> int:
@@ -170,6 +173,10 @@ _decoder = msgspec.msgpack.Decoder(UserState)
 
 def encode_state(state: UserState) -> bytes:
     counters, day_stats, sessions = state.counters, state.day_stats, state.sessions
+    funnels = state.funnels
+    if funnels:
+        state.funnels_wire = {name: pack_funnel(f.seen) for name, f in funnels.items()}
+        state.funnels = None
     if sessions:
         state.sessions_wire = pack_sessions(sessions)
         state.sessions = []
@@ -185,7 +192,9 @@ def encode_state(state: UserState) -> bytes:
         return _encode_bitmaps(state)
     finally:
         state.counters, state.day_stats, state.sessions = counters, day_stats, sessions
+        state.funnels = funnels
         state.counters_wire = state.day_stats_wire = state.sessions_wire = None
+        state.funnels_wire = None
 
 
 def _encode_bitmaps(state: UserState) -> bytes:
@@ -213,10 +222,12 @@ def decode_state(data: bytes) -> UserState:
         state.day_stats = unpack_day_stats(state.day_stats_wire)
         state.day_stats_wire = None
     if state.sessions_wire is not None:
-        times = unpack_times(state.sessions_wire)
-        state.sessions = [Session(start, end, day) for start, end, day  # type: ignore[arg-type]
-                          in zip(times, times, times, strict=True)]
+        state.sessions = unpack_sessions(state.sessions_wire, Session)
         state.sessions_wire = None
+    if state.funnels_wire is not None:
+        state.funnels = {name: FunnelState(unpack_funnel(flat))
+                         for name, flat in state.funnels_wire.items()}
+        state.funnels_wire = None
     for day, ids in state.seen.items():
         if type(ids) is list:  # written before the ids were packed
             state.seen[day] = pack_ids(ids)

@@ -66,6 +66,9 @@ class _AppTotals:
         self.top = NO_DAY  # the day of bit 0 (minus _OFFSET): the newest end_day seen
         self.planes: dict[int, list[int]] = {column: [] for column in _BIT_COLUMNS}
         self.cells: dict[tuple[int, int], int] = {}
+        # day → sum: int keys, no tuple per entry (every user has an entry per active day)
+        self.events: dict[int, int] = {}
+        self.sessions: dict[int, int] = {}
 
     def align(self, end_day: int) -> int:
         """The shift that puts a bitmap of `end_day` on this app's common bit positions."""
@@ -111,13 +114,12 @@ class DayTotals:
                 if is_active(state, reg_day + n):
                     key = (column, reg_day)
                     cells[key] = cells.get(key, 0) + 1
+        events_of, sessions_of = totals.events, totals.sessions
         for day, (events, sessions) in state.day_stats.items():
             if events:
-                key = (EVENTS, day)
-                cells[key] = cells.get(key, 0) + events
+                events_of[day] = events_of.get(day, 0) + events
             if sessions:
-                key = (SESSIONS, day)
-                cells[key] = cells.get(key, 0) + sessions
+                sessions_of[day] = sessions_of.get(day, 0) + sessions
         if state.counters or state.funnels:  # as DayAggregates.rebuild
             mine = self.counters.setdefault(app, {})
             for where, amount in counter_contribution(state, cfg).items():
@@ -129,6 +131,9 @@ class DayTotals:
         agg.counters.clear()
         for app, totals in self.apps.items():
             deltas = dict(totals.cells)
+            for column, sums in ((EVENTS, totals.events), (SESSIONS, totals.sessions)):
+                for day, amount in sums.items():  # a day some user had: its row exists
+                    deltas[(column, day)] = amount
             for column, planes in totals.planes.items():
                 for i, plane in enumerate(planes):
                     weight = 1 << i

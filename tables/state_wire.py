@@ -18,11 +18,12 @@ coded; such a map stays in its dict form.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from typing import Any
+from collections.abc import Callable, Iterator
+from typing import Any, TypeVar
 
 from tables.counters import SCALE
 
+T = TypeVar("T")
 _LIMIT = 1 << 61  # codes stay within msgpack's signed 64-bit integers
 
 
@@ -115,15 +116,57 @@ def pack_sessions(sessions: list[Any]) -> list[int | float]:
     return flat
 
 
-def unpack_times(flat: list[Any]) -> Iterator[float | int]:
-    """Decodes a flat list whose every third item is a day delta (the others timestamps)."""
+def unpack_sessions(flat: list[Any], make: Callable[[float, float, int], T]) -> list[T]:
+    """The sessions of `pack_sessions`, each built by `make(start, end, day)`."""
+    out = []
     previous_ms = previous_day = 0
-    for at, code in enumerate(flat):
-        if at % 3 == 2:
-            previous_day += code
-            yield previous_day
-        elif type(code) is float:
-            yield code
+    for at in range(0, len(flat), 3):
+        code = flat[at]
+        if type(code) is float:
+            start = code
         else:
             previous_ms += code
-            yield previous_ms / 1000
+            start = previous_ms / 1000
+        code = flat[at + 1]
+        if type(code) is float:
+            end = code
+        else:
+            previous_ms += code
+            end = previous_ms / 1000
+        previous_day += flat[at + 2]
+        out.append(make(start, end, previous_day))
+    return out
+
+
+def pack_funnel(seen: list[list[tuple[float, int]]]) -> list[int | float]:
+    """A funnel's occurrences per step: the number of steps, then per step the count and
+    (time code, day delta) pairs; times coded as in sessions."""
+    flat: list[int | float] = [len(seen)]
+    previous_ms = previous_day = 0
+    for occurrences in seen:
+        flat.append(len(occurrences))
+        for ts, day in occurrences:
+            code, previous_ms = _time_code(ts, previous_ms)
+            flat.append(code)
+            flat.append(day - previous_day)
+            previous_day = day
+    return flat
+
+
+def unpack_funnel(flat: list[Any]) -> list[list[tuple[float, int]]]:
+    rest = iter(flat)
+    seen: list[list[tuple[float, int]]] = []
+    previous_ms = previous_day = 0
+    for _ in range(next(rest)):
+        occurrences = []
+        for _ in range(next(rest)):
+            code = next(rest)
+            if type(code) is float:
+                ts = code
+            else:
+                previous_ms += code
+                ts = previous_ms / 1000
+            previous_day += next(rest)
+            occurrences.append((ts, previous_day))
+        seen.append(occurrences)
+    return seen

@@ -88,7 +88,7 @@ def test_states_written_before_the_wire_fields_still_decode() -> None:
 
 def test_sessions_round_trip_exactly_whatever_the_timestamps() -> None:
     from tables.activity import Session
-    from tables.state_wire import pack_sessions, unpack_times
+    from tables.state_wire import pack_sessions, unpack_sessions
 
     rng = random.Random(9)
     odd = [0.0, -5.5, 1e16, float("inf"), 1795260200.1234567, 1795260200.595, 1.5e9]
@@ -100,8 +100,7 @@ def test_sessions_round_trip_exactly_whatever_the_timestamps() -> None:
             end = rng.choice([start, start + rng.randrange(0, 7_200_000) / 1000,
                               start + rng.random()])
             sessions.append(Session(start, end, rng.randrange(19_000, 21_000)))
-        times = unpack_times(pack_sessions(sessions))
-        back = [Session(s, e, d) for s, e, d in zip(times, times, times, strict=True)]
+        back = unpack_sessions(pack_sessions(sessions), Session)
         assert back == sessions
         assert [(type(s.start), type(s.end), type(s.day)) for s in back] == \
             [(float, float, int)] * len(back)
@@ -118,3 +117,21 @@ def test_whole_millisecond_sessions_are_smaller() -> None:
     packed = msgspec.msgpack.encode(pack_sessions(sessions))
     assert len(packed) < len(msgspec.msgpack.encode(sessions)) * 0.7
     assert all(type(code) is int for code in pack_sessions(sessions))
+
+
+def test_funnels_round_trip_as_tuples() -> None:
+    from tables.funnels import FunnelState
+    from tables.state_wire import pack_funnel, unpack_funnel
+
+    rng = random.Random(4)
+    for _ in range(300):
+        seen = [sorted((rng.choice([rng.randrange(1_700_000_000_000, 1_800_000_000_000) / 1000,
+                                    rng.uniform(1.7e9, 1.8e9), 0.0, -1.25]),
+                        rng.randrange(19_000, 21_000))
+                       for _ in range(rng.randrange(0, 6)))
+                for _ in range(rng.randrange(0, 7))]
+        back = unpack_funnel(pack_funnel(seen))
+        assert back == seen
+        assert all(type(o) is tuple and type(o[0]) is float for step in back for o in step)
+        state = UserState(funnels={"f": FunnelState(seen), "g": FunnelState([[], []])})
+        assert decode_state(encode_state(state)).funnels == state.funnels
