@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
@@ -61,7 +62,8 @@ class BatchingSink(ABC, Generic[K]):
         """Write up to `max_rows` pending rows. False if the write failed (rows kept)."""
         if not self.pending:
             return True
-        keys = list(self.pending)[: self.max_rows]
+        # islice, not list(...)[:n]: after a recovery hundreds of thousands of rows wait here.
+        keys = list(itertools.islice(self.pending, self.max_rows))
         batch = {k: self.pending.pop(k) for k in keys}
         started = time.perf_counter()
         try:
