@@ -11,6 +11,7 @@ import asyncio
 import logging
 import traceback
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -207,7 +208,8 @@ def register(p: Pipeline) -> None:
                 continue
             await process(message.partition, events)
 
-    async def complete_recovery(owned: set[int], table: Any, name: str) -> int:
+    async def complete_recovery(owned: set[int], table: Any, name: str,
+                                partition_of_key: Callable[[bytes], int]) -> int:
         """Fill the table's store from its changelog: Faust replays nothing (BulkRecoveredTable)
         and its recovery used to stop short anyway (see streams.changelog)."""
         latest = await read_latest(p.connections.kafka_bootstrap,
@@ -215,6 +217,12 @@ def register(p: Pipeline) -> None:
         store = table.data
         repaired = 0
         turns = Turns()
+        # Faust's memory store drops the keys of partitions that moved away only for keys its
+        # own replay wrote; it replays nothing now, so drop them here.
+        for key in list(store.keys()):
+            await turns.maybe()
+            if partition_of_key(key) not in owned:
+                store.pop(key, None)
         for key, value in latest.items():
             await turns.maybe()
             if value is None:
@@ -260,8 +268,9 @@ def register(p: Pipeline) -> None:
 
     async def rebuild(generation: int) -> None:
         owned = p.owned_partitions()
-        repaired = await complete_recovery(owned, p.users, "users")
-        repaired += await complete_recovery(owned, p.residuals, "residuals")
+        repaired = await complete_recovery(owned, p.users, "users", partition_of)
+        repaired += await complete_recovery(owned, p.residuals, "residuals",
+                                            lambda rkey: split_residual_key(rkey)[1])
         history = p.settings.history_days
         totals = {part: DayTotals(history) for part in owned}
         # Only the states that these keepers read are held, not the million others.
