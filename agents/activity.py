@@ -26,7 +26,7 @@ from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
 from agents.triggers import TriggerKeeper
-from agents.yielding import Turns, owned_users
+from agents.yielding import Turns, owned_users, pause_collector, resume_collector
 from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
 from streams.plan import FORGET_EVENT
@@ -246,6 +246,10 @@ def register(p: Pipeline) -> None:
                     app, user_id, name, len(steps),
                     [datetime.fromtimestamp(ts, UTC) for ts, _ in steps]))
 
+    # The sinks a rebuild queues a row per user in (agents.yielding, the garbage collector).
+    row_sinks = [p.streak_sink, p.funnel_sink, p.profile_sink,
+                 *(sink for sink in (p.trigger_sink, p.redis_profiles) if sink is not None)]
+
     # Rebuilds begun (the newest one alone may finish) and still running (the lifecycle sweep
     # waits: a user forgotten during the walk would count twice, in the walk and the residual).
     rebuilds = {"started": 0, "running": 0}
@@ -261,10 +265,13 @@ def register(p: Pipeline) -> None:
         swapped in at the end in one turn: nothing half-built is ever published."""
         rebuilds["started"] += 1
         rebuilds["running"] += 1
+        collecting = pause_collector()
         try:
             await rebuild(rebuilds["started"])
         finally:
             rebuilds["running"] -= 1
+            resume_collector(collecting, lambda: sum(len(s.pending) for s in row_sinks),
+                             p.settings.sink_batch_rows)
 
     async def rebuild(generation: int) -> None:
         owned = p.owned_partitions()
