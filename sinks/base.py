@@ -46,11 +46,13 @@ class BatchingSink(ABC, Generic[K]):
         # increase() over rows and errors answer before the first write or failure.
         metrics.sink_rows.labels(self.name)
         metrics.sink_errors.labels(self.name)
-        metrics.sink_pending.labels(self.name)
+        # The labelled child, looked up once: put runs for every row (a recovery re-queues a
+        # row per user, and labels() cost more than the rest of put).
+        self._pending_gauge = metrics.sink_pending.labels(self.name)
 
     def put(self, key: K, row: Any) -> None:
         self.pending[key] = row
-        self.metrics.sink_pending.labels(self.name).set(len(self.pending))
+        self._pending_gauge.set(len(self.pending))
         if len(self.pending) >= self.max_rows:
             self._wake.set()
 
