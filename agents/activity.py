@@ -304,7 +304,7 @@ def register(p: Pipeline) -> None:
         if generation != rebuilds["started"]:
             log.info("a newer rebalance started: its rebuild replaces this one")
             return
-        # The swap: one turn from here to the end of the sweeps' start.
+        # The swap, in one turn: no await from here until the sweeps.
         p.aggregates.clear()
         for part, part_totals in totals.items():
             part_totals.into(aggregates_for(part))
