@@ -42,7 +42,7 @@ from streams.plan import Plan, load_plans
 from streams.privacy import Pseudonymizer
 from streams.validate import Limits, local_day, validate_record
 from tables.activity import StateConfig, UserState, apply, encode_state
-from tables.state_wire import pack_counters, pack_day_stats, pack_funnel, pack_sessions
+from tables.state_wire import pack_counters
 
 
 class _Drop:
@@ -110,10 +110,8 @@ def field_bytes(states: list[UserState]) -> dict[str, float]:
     """Mean msgpack bytes of each UserState field over `states`: where the bytes go."""
     encoder = msgspec.msgpack.Encoder()
     totals: dict[str, int] = defaultdict(int)
-    # As encode_state writes them: these go in their compact forms (tables.state_wire).
-    wire: dict[str, Any] = {
-        "counters": pack_counters, "day_stats": pack_day_stats, "sessions": pack_sessions,
-        "funnels": lambda funnels: {name: pack_funnel(f.seen) for name, f in funnels.items()}}
+    # As encode_state writes them: the counters go in their compact form (tables.state_wire).
+    wire: dict[str, Any] = {"counters": pack_counters}
     for state in states:
         for name in state.__struct_fields__:
             value = getattr(state, name)

@@ -28,16 +28,7 @@ from tables.groups import contribution as group_contribution
 from tables.monthly import MonthCounts
 from tables.profile import ProfileInputs
 from tables.revenue import RevenueState
-from tables.state_wire import (
-    pack_counters,
-    pack_day_stats,
-    pack_funnel,
-    pack_sessions,
-    unpack_counters,
-    unpack_day_stats,
-    unpack_funnel,
-    unpack_sessions,
-)
+from tables.state_wire import pack_counters, unpack_counters
 from tables.streaks import StreakState
 from tables.triggers import TriggerState
 from tables.user_props import PropsState
@@ -134,13 +125,10 @@ class UserState(msgspec.Struct, array_like=True):
     # Monthly report (seed 001 API 5, tables.monthly): the newest month and the one before it;
     # absent in states written before it.
     monthly: list[MonthCounts] | None = None
-    # Issue 6: compact wire forms of `counters` and `day_stats` (tables.state_wire). Set only
-    # inside encode_state; decode_state turns them back into the dicts. States written before
-    # carry the dicts themselves and these fields empty.
+    # Issue 6: the compact wire form of `counters` (tables.state_wire). Set only inside
+    # encode_state; decode_state turns it back into the dict. States written before carry the
+    # dict itself and this field empty.
     counters_wire: list[int | str] | None = None
-    day_stats_wire: list[int] | None = None
-    sessions_wire: list[int | float] | None = None
-    funnels_wire: dict[str, list[int | float]] | None = None
 
     @property
     def active(self) -> int:
@@ -172,29 +160,16 @@ _decoder = msgspec.msgpack.Decoder(UserState)
 
 
 def encode_state(state: UserState) -> bytes:
-    counters, day_stats, sessions = state.counters, state.day_stats, state.sessions
-    funnels = state.funnels
-    if funnels:
-        state.funnels_wire = {name: pack_funnel(f.seen) for name, f in funnels.items()}
-        state.funnels = None
-    if sessions:
-        state.sessions_wire = pack_sessions(sessions)
-        state.sessions = []
+    counters = state.counters
     if counters:
         state.counters_wire = pack_counters(counters)
         if state.counters_wire is not None:
             state.counters = None
-    if day_stats:
-        state.day_stats_wire = pack_day_stats(day_stats)
-        if state.day_stats_wire is not None:
-            state.day_stats = {}
     try:
         return _encode_bitmaps(state)
     finally:
-        state.counters, state.day_stats, state.sessions = counters, day_stats, sessions
-        state.funnels = funnels
-        state.counters_wire = state.day_stats_wire = state.sessions_wire = None
-        state.funnels_wire = None
+        state.counters = counters
+        state.counters_wire = None
 
 
 def _encode_bitmaps(state: UserState) -> bytes:
@@ -218,16 +193,6 @@ def decode_state(data: bytes) -> UserState:
     if state.counters_wire is not None:
         state.counters = unpack_counters(state.counters_wire)
         state.counters_wire = None
-    if state.day_stats_wire is not None:
-        state.day_stats = unpack_day_stats(state.day_stats_wire)
-        state.day_stats_wire = None
-    if state.sessions_wire is not None:
-        state.sessions = unpack_sessions(state.sessions_wire, Session)
-        state.sessions_wire = None
-    if state.funnels_wire is not None:
-        state.funnels = {name: FunnelState(unpack_funnel(flat))
-                         for name, flat in state.funnels_wire.items()}
-        state.funnels_wire = None
     for day, ids in state.seen.items():
         if type(ids) is list:  # written before the ids were packed
             state.seen[day] = pack_ids(ids)
