@@ -25,6 +25,7 @@ from agents.monthly import MonthlyKeeper
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
+from agents.sweeping import owned_users_in_steps
 from agents.triggers import TriggerKeeper
 from agents.yielding import Turns, owned_users, pause_collector, resume_collector
 from streams.changelog import read_latest
@@ -32,11 +33,11 @@ from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
 from streams.plan import FORGET_EVENT
 from streams.topics import changelog_topic
 from streams.validate import utc_now
-from tables.activity import UserState, apply, decode_state, encode_state
+from tables.activity import UserState, already_applied, apply, decode_state, encode_state
 from tables.aggregates import DayAggregates
 from tables.day_totals import DayTotals
 from tables.funnels import reached as funnel_reached
-from tables.residuals import decode_residual, split_residual_key
+from tables.residuals import decode_residual, forget_token, split_residual_key
 from tables.sessions import closed_length, newest_session
 
 if TYPE_CHECKING:
@@ -91,12 +92,29 @@ def register(p: Pipeline) -> None:
             changed = profiled = forgotten = False
             for event in user_events:
                 if event.event == FORGET_EVENT:
-                    # Right to delete: what came before goes; what comes after starts afresh.
-                    residuals.append(forgetter.forget(event.app, event.user_id, part, state,
-                                                      now, "deleted"))
+                    token = forget_token(key, str(event.id_hash))
+                    at = (event.source, event.position)
+                    seen_at = forgetter.absorbed_at(event.app, part, token)
+                    if already_applied(state, event) or seen_at not in (None, at):
+                        # Applied already, or the same deletion delivered again later: it must
+                        # not wipe what the user did since.
+                        duplicates[event.app] += 1
+                        continue
+                    # Right to delete: what came before goes; what comes after starts afresh,
+                    # knowing which input it has seen (a replay must not bring the past back).
+                    residual = forgetter.forget(event.app, event.user_id, part, state, now,
+                                                "deleted", token, at)
+                    if residual is None:  # folded in before this worker's restart
+                        duplicates[event.app] += 1
+                    else:
+                        residuals.append(residual)
+                        valid[(event.app, event.event)] += 1
                     monthly.forget(event.app, event.user_id)
-                    state, changed, profiled, forgotten = UserState(), False, False, True
-                    valid[(event.app, event.event)] += 1
+                    positions = dict(state.positions)
+                    if event.source >= 0:
+                        positions[event.source] = event.position
+                    state = UserState(positions=positions)
+                    changed, profiled, forgotten = False, False, True
                     continue
                 try:
                     if business.on_record(state, event):  # identify/$set, not an event
@@ -158,8 +176,10 @@ def register(p: Pipeline) -> None:
         # One changelog record per changed user, straight to the producer in the table's own
         # format (raw bytes), instead of a table assignment per key (~330 µs each, DESIGN 4).
         # Faust flushes the producer before it commits the input offsets: at least once.
-        for rkey, rvalue in residuals:
-            await producer.send(residual_changelog, rkey, rvalue, part, None, None)
+        if residuals:
+            await write_residuals(residuals, part)
+            # Another task may have changed a user meanwhile: write what the store holds now.
+            written = [(key, p.users.data.get(key)) for key, _ in written]
         for key, update in written:
             await producer.send(changelog, key, update, part, None, None)
         for (app, name), count in valid.items():
@@ -170,6 +190,14 @@ def register(p: Pipeline) -> None:
             for app, count in counts.items():
                 counter.labels(app).inc(count)
         metrics.last_event_timestamp.set(now)
+
+    async def write_residuals(records: list[tuple[bytes, bytes]], part: int) -> None:
+        """Residual records, acknowledged before the states and tombstones that depend on them
+        are written: after a crash, a state begun afresh by a deletion or a tombstone implies
+        the user's share is in the residual (the other way round is repaired by forget_token)."""
+        sent = [await producer.send(residual_changelog, key, value, part, None, None)
+                for key, value in records]
+        await asyncio.gather(*sent)
 
     def dead_letter_state_error(event: ValidEvent, err: Exception, part: int) -> None:
         # Buffered, not awaited: no other coroutine may run between reading and writing a
@@ -321,7 +349,7 @@ def register(p: Pipeline) -> None:
             raw = p.users.data.get(key)
             if raw:
                 crisis_states.append((key, part, app, decode_state(raw)))
-        desk.rebuild(crisis_states)
+        desk.rebuild(crisis_states, utc_now().timestamp())
         business.rebuild(revenue_states)
         for rkey, raw in p.residuals.data.items():
             app, part = split_residual_key(rkey)
@@ -330,8 +358,8 @@ def register(p: Pipeline) -> None:
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
         # Profiles age while a worker is away: bring them (and the gauges) up to now.
-        await profiles.sweep(utc_now().timestamp(), owned, partition_of)
-        await triggers.sweep(owned, partition_of)
+        await profiles.sweep_in_steps(utc_now().timestamp(), owned, partition_of)
+        await triggers.sweep_in_steps(owned, partition_of)
         metrics.partitions_owned.set(len(owned))
         log.info("rebuilt day aggregates for partitions %s from %d users (%d states repaired "
                  "beyond Faust's recovery)", sorted(owned), users, repaired)
@@ -362,12 +390,12 @@ def register(p: Pipeline) -> None:
     @p.app.timer(p.settings.profile_sweep_seconds)
     async def profile_sweep() -> None:
         """Inactivity changes segments and risk without any event: re-evaluate everyone."""
-        await profiles.sweep(utc_now().timestamp(), p.owned_partitions(), partition_of)
+        await profiles.sweep_in_steps(utc_now().timestamp(), p.owned_partitions(), partition_of)
 
     @p.app.timer(p.settings.trigger_sweep_seconds)
     async def trigger_sweep() -> None:
         """Inactivity, 20:00 local and expiry happen with no event: evaluate everyone."""
-        await triggers.sweep(p.owned_partitions(), partition_of)
+        await triggers.sweep_in_steps(p.owned_partitions(), partition_of)
 
     @p.app.timer(p.settings.lifecycle_sweep_seconds)
     async def lifecycle_sweep() -> None:
@@ -375,20 +403,28 @@ def register(p: Pipeline) -> None:
         if rebuilds["running"]:
             return  # the next sweep forgets them
         now = utc_now().timestamp()
-        owned = p.owned_partitions()
-        expired = await forgetter.expired(owned, partition_of, now)
-        if rebuilds["running"]:
-            return  # a rebalance began during the walk
-        writes: list[tuple[int, bytes, bytes | None]] = []
-        for key, part, app, user_id, state in expired:
-            writes.append((part, *forgetter.forget(app, user_id, part, state, now, "expired")))
+        residuals: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
+        forgotten: list[tuple[int, bytes]] = []
+        async for key, part, app, user_id, raw in owned_users_in_steps(
+                p.users.data, p.owned_partitions(), partition_of, p.plans):
+            if rebuilds["running"]:
+                break  # a rebalance began during the walk: its rebuild counts these users
+            state = decode_state(raw)
+            if not forgetter.is_expired(state, now):
+                continue
+            residual = forgetter.forget(app, user_id, part, state, now, "expired",
+                                        forget_token(key, f"expired:{state.last_ts!r}"))
+            if residual is not None:
+                residuals[part].append(residual)
             p.users.data.pop(key, None)
-            writes.append((part, key, None))
-        for part, key, value in writes:
-            topic = residual_changelog if value is not None else changelog
-            await producer.send(topic, key, value, part, None, None)
-        if expired:
-            log.info("forgot %d users inactive for %d days", len(expired),
+            forgotten.append((part, key))
+        for part, records in residuals.items():
+            await write_residuals(records, part)
+        # What the store holds now: a user who came back since has a new state, not a tombstone.
+        for part, key in forgotten:
+            await producer.send(changelog, key, p.users.data.get(key), part, None, None)
+        if forgotten:
+            log.info("forgot %d users inactive for %d days", len(forgotten),
                      p.settings.user_state_ttl_days)
         await purge_crisis_audit()
 

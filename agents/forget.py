@@ -12,15 +12,17 @@ between reading and writing a user's state.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 from agents.safety import user_hash
-from agents.yielding import owned_users
-from streams.envelope import split_user_key
-from tables.activity import UserState, contribution, counter_contribution, decode_state
-from tables.residuals import absorb, decode_residual, encode_residual, residual_key
+from tables.activity import UserState, contribution, counter_contribution
+from tables.residuals import (
+    absorb,
+    decode_residual,
+    encode_residual,
+    residual_key,
+)
 
 if TYPE_CHECKING:
     from agents.business import BusinessKeeper
@@ -42,22 +44,39 @@ class Forgetter:
         self.business = business
         self.experiments = experiments
 
+    def absorbed_at(self, app: str, part: int, token: bytes) -> tuple[int, int] | None:
+        """Where the forgetting `token` was read when it was folded in already (see
+        tables.residuals.Residual.forgotten), else None."""
+        raw = self.p.residuals.data.get(residual_key(app, part))
+        return decode_residual(raw).absorbed_at(token) if raw else None
+
     def forget(self, app: str, user_id: str, part: int, state: UserState, now: float,
-               reason: str) -> tuple[bytes, bytes]:
+               reason: str, token: bytes,
+               at: tuple[int, int] = (-1, -1)) -> tuple[bytes, bytes] | None:
         """Fold the user into the residual and queue the deletes; the caller removes the state
-        and writes the tombstone. Returns the residual record to write to its changelog."""
+        and writes the tombstone. Returns the residual record to write to its changelog, or
+        None when this forgetting (`token`, see forget_token) was folded in already: read
+        again after a worker died before the user's tombstone was written."""
         p = self.p
         history = p.settings.history_days
         rkey = residual_key(app, part)
         raw = p.residuals.data.get(rkey)
+        before = decode_residual(raw) if raw else None
         oldest = p.today(datetime.fromtimestamp(now, UTC))[app] - history + 1
+        days = contribution(state, history)
         counters = counter_contribution(state, p.state_configs[app])
-        for at, amount in self.experiments.counters_of(app, state).items():
-            counters[at] = counters.get(at, 0) + amount
-        residual = absorb(decode_residual(raw) if raw else None, contribution(state, history),
-                          counters, oldest, self.business.revenue_of(app, state))
-        value = encode_residual(residual)
-        p.residuals.data[rkey] = value
+        for counted, amount in self.experiments.counters_of(app, state).items():
+            counters[counted] = counters.get(counted, 0) + amount
+        revenue = self.business.revenue_of(app, state)
+        replayed = before is not None and before.absorbed_at(token) is not None
+        if replayed:
+            # The restored aggregates hold this user twice: in the residual, and in the state
+            # (restored, or rebuilt by the replayed events). Take the state's share out again.
+            self.retract(app, part, days, counters, revenue, oldest)
+        else:
+            value = encode_residual(absorb(before, days, counters, oldest, revenue, token, now,
+                                           at))
+            p.residuals.data[rkey] = value
         self.drop_pending(app, user_id)
         assert p.forget_sink is not None  # build_worker always sets it
         p.forget_sink.put((app, user_id), (app, user_id, user_hash(p.plans[app], user_id)))
@@ -65,8 +84,23 @@ class Forgetter:
             p.redis_profiles.put((app, user_id), None)
         self.profiles.forget(app, user_id)
         self.triggers.forget(app, state)
+        if replayed:
+            p.metrics.users_forgotten_replayed.labels(app).inc()
+            return None
         p.metrics.users_forgotten.labels(app, reason).inc()
         return rkey, value
+
+    def retract(self, app: str, part: int, days: dict[tuple[int, int], int],
+                counters: dict[tuple[str, int], int],
+                revenue: dict[tuple[int, str], list[int]], oldest: int) -> None:
+        """Subtract a user's share from the live aggregates (the days `absorb` keeps)."""
+        agg = self.p.aggregates.get(part)
+        if agg is not None:
+            agg.add(app, {at: -n for at, n in days.items() if at[1] >= oldest})
+            agg.add_counters(app, {at: -n for at, n in counters.items() if at[1] >= oldest})
+        if revenue:
+            self.business.aggregates_for(part).add(
+                app, {row: [-v for v in values] for row, values in revenue.items()})
 
     def drop_pending(self, app: str, user_id: str) -> None:
         """Rows of the user still waiting in a sink would bring them back after the delete."""
@@ -80,17 +114,6 @@ class Forgetter:
         if self.business.redis is not None:  # the same hash, its own fields
             self.business.redis.pending.pop((app, user_id), None)
 
-    async def expired(self, owned: set[int], partition_of: Callable[[bytes], int],
-                      now: float) -> list[tuple[bytes, int, str, str, UserState]]:
-        """Users of this worker whose newest event is older than the state TTL, as they are
-        when this returns (the walk yields to the event loop: agents.yielding)."""
-        cutoff = now - self.p.settings.user_state_ttl_days * DAY
-        found = []
-        store = self.p.users.data
-        async for key, part, raw in owned_users(store, owned, partition_of):
-            state = decode_state(raw)
-            if state.last_ts < cutoff:
-                app, user_id = split_user_key(key)
-                found.append((raw, (key, part, app, user_id, state)))
-        # A user written since the walk read them has had an event: not expired after all.
-        return [user for raw, user in found if store.get(user[0]) is raw]
+    def is_expired(self, state: UserState, now: float) -> bool:
+        """Whether the user's newest event is older than the state TTL."""
+        return state.last_ts < now - self.p.settings.user_state_ttl_days * DAY

@@ -5,16 +5,22 @@ Redis, and counted by segment and churn level for Prometheus."""
 from __future__ import annotations
 
 from collections import Counter
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
-from agents.yielding import owned_users
-from sinks.postgres import PROFILE_COLUMNS
-from streams.envelope import ValidEvent, split_user_key
+from psycopg.types.json import Jsonb
+
+from agents.sweeping import owned_users, owned_users_in_steps
+from sinks.postgres import JSON_COLUMNS, PROFILE_COLUMNS
+from streams.envelope import ValidEvent, user_key
 from streams.plan import Plan
 from streams.validate import local_day
 from tables.activity import NO_DAY, UserState, active_days, decode_state
+from tables.journey import evaluate as journey_at
+from tables.journey import observe as observe_journey
 from tables.profile import Profile, evaluate, observe
+from tables.trial import trial_at
+from tables.triggers import EPOCH_ORDINAL
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -30,7 +36,9 @@ def profile_of(plan: Plan, state: UserState, now: float) -> Profile | None:
     if reg_day == NO_DAY:
         return None
     today = local_day(datetime.fromtimestamp(now, UTC), plan)
-    return evaluate(sorted(active_days(state)), reg_day, state.profile, plan.profile, now, today)
+    return evaluate(sorted(active_days(state)), reg_day, state.profile, plan.profile, now, today,
+                    trial_at(state.revenue, plan.revenue, now, today),
+                    journey_at(state.profile.journey, plan.journey, reg_day, today))
 
 
 def profile_fields(profile: Profile) -> dict[str, Any]:
@@ -38,7 +46,15 @@ def profile_fields(profile: Profile) -> dict[str, Any]:
     fields["evaluated_at"] = datetime.fromtimestamp(profile.evaluated_at, UTC)
     last = profile.last_active_at
     fields["last_active_at"] = None if last is None else datetime.fromtimestamp(last, UTC)
+    end = profile.trial_end_date
+    fields["trial_end_date"] = None if end is None else date.fromordinal(end + EPOCH_ORDINAL)
     return fields
+
+
+def profile_row(app: str, user_id: str, fields: dict[str, Any]) -> tuple[Any, ...]:
+    """A user_profiles row (PROFILE_COLUMNS) from the profile's fields."""
+    return (app, user_id, *(Jsonb(fields[column]) if column in JSON_COLUMNS else fields[column]
+                            for column in PROFILE_COLUMNS[2:]))
 
 
 class ProfileKeeper:
@@ -57,6 +73,13 @@ class ProfileKeeper:
         reg = state.reg_day if state.reg_day != NO_DAY else None
         state.profile = observe(state.profile, plan.profile, event.event, event.ts, event.day,
                                 reg, event.activity, event.props)
+        if plan.journey is not None:
+            # The day profile_of measures lifecycle days from (registration, else first seen):
+            # both only move earlier, so days past the journey can be dropped for good.
+            start = reg if reg is not None else (
+                state.first_day if state.first_day != NO_DAY else None)
+            state.profile.journey = observe_journey(state.profile.journey, plan.journey,
+                                                    event.event, event.day, start)
         return True
 
     def publish(self, app: str, user_id: str, state: UserState, now: float,
@@ -65,8 +88,7 @@ class ProfileKeeper:
         if profile is None:
             return None
         fields = profile_fields(profile)
-        self.p.profile_sink.put((app, user_id), (app, user_id, *(
-            fields[column] for column in PROFILE_COLUMNS[2:])))
+        self.p.profile_sink.put((app, user_id), profile_row(app, user_id, fields))
         if self.p.redis_profiles is not None:
             self.p.redis_profiles.put((app, user_id), fields)
         now_is = (profile.segment, profile.churn_risk)
@@ -88,23 +110,39 @@ class ProfileKeeper:
             self.p.metrics.users_by_segment.labels(app, was[0]).dec()
             self.p.metrics.users_by_churn_risk.labels(app, was[1]).dec()
 
-    async def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
+    def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
         """Re-evaluate every profile of this worker's partitions at `now`; refresh gauges.
-        The walk yields to the event loop (agents.yielding)."""
+        In one go: for the recovery rebuild (the timer uses sweep_in_steps)."""
         if not self.apps:
             return
-        segments: Counter[tuple[str, str]] = Counter()
-        risks: Counter[tuple[str, str]] = Counter()
         self.current.clear()  # partitions may have moved: recount what this worker owns
-        async for key, _, raw in owned_users(self.p.users.data, owned, partition_of):
-            name, user_id = split_user_key(key)
-            if name not in self.apps:
-                continue
-            profile = self.publish(name, user_id, decode_state(raw), now, gauges=False)
-            if profile is not None:
-                segments[(name, profile.segment)] += 1
-                risks[(name, profile.churn_risk)] += 1
-                self.current[(name, user_id)] = (profile.segment, profile.churn_risk)
+        for _, _, app, user_id, raw in owned_users(self.p.users.data, owned, partition_of,
+                                                   self.apps):
+            self._reevaluate(app, user_id, raw, now)
+        self._set_gauges(owned, partition_of)
+
+    async def sweep_in_steps(self, now: float, owned: set[int], partition_of: Any) -> None:
+        """The same, letting events in between steps (agents.sweeping); those keep `current`
+        up to date for the users they touch."""
+        if not self.apps:
+            return
+        async for _, _, app, user_id, raw in owned_users_in_steps(
+                self.p.users.data, owned, partition_of, self.apps):
+            self._reevaluate(app, user_id, raw, now)
+        self._set_gauges(owned, partition_of)
+
+    def _reevaluate(self, app: str, user_id: str, raw: bytes, now: float) -> None:
+        profile = self.publish(app, user_id, decode_state(raw), now, gauges=False)
+        if profile is not None:
+            self.current[(app, user_id)] = (profile.segment, profile.churn_risk)
+
+    def _set_gauges(self, owned: set[int], partition_of: Any) -> None:
+        """Gauges from `current`, keeping only users still stored in owned partitions."""
+        store = self.p.users.data
+        self.current = {(app, user): now_is for (app, user), now_is in self.current.items()
+                        if store.get(key := user_key(app, user)) and partition_of(key) in owned}
+        segments = Counter((app, segment) for (app, _), (segment, _) in self.current.items())
+        risks = Counter((app, risk) for (app, _), (_, risk) in self.current.items())
         metrics = self.p.metrics
         for app in self.apps:
             for segment in SEGMENTS:

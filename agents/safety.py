@@ -24,11 +24,13 @@ from tables.crisis import (
     CrisisState,
     Incident,
     SafetyConfig,
+    audit_incidents,
     next_due,
     on_close,
     on_decline,
     on_detect,
     on_timer,
+    retained,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ class SafetyDesk:
         self.due: dict[bytes, tuple[float, int, str]] = {}
         # user key → (app, level, detection time), for the live gauges.
         self.open: dict[bytes, tuple[str, str, float]] = {}
+        self.audit_seconds = p.settings.crisis_audit_days * 86400.0
 
     def safety_for(self, event: ValidEvent) -> tuple[Plan, SafetyConfig] | None:
         plan = self.p.plans[event.app]
@@ -94,7 +97,7 @@ class SafetyDesk:
                           action, now)
         else:
             fx = on_decline(crisis, cfg, event.app, event.ts, now)
-        state.crisis = crisis if (crisis.open or crisis.orphan) else None
+        state.crisis = retained(crisis, now, self.audit_seconds)
         self._effects(plan, event.user_id, key, part, crisis, fx, now)
 
     def _effects(self, plan: Plan, user_id: str, key: bytes, part: int, crisis: CrisisState,
@@ -153,7 +156,7 @@ class SafetyDesk:
             fx = on_timer(state.crisis, plan.safety, app, now)
             _, user_id = split_user_key(key)
             crisis = state.crisis
-            state.crisis = crisis if (crisis.open or crisis.orphan) else None
+            state.crisis = retained(crisis, now, self.audit_seconds)
             # Outside an agent there is no current event to take the partition from: write the
             # store and the changelog record of the user's own partition directly.
             value = encode_state(state)
@@ -162,13 +165,23 @@ class SafetyDesk:
             self._effects(plan, user_id, key, part, crisis, fx, now)
         self.update_gauges(now)
 
-    def rebuild(self, states: list[tuple[bytes, int, str, UserState]]) -> None:
-        """Timers are recovered from table state after a restart or rebalance."""
+    def rebuild(self, states: list[tuple[bytes, int, str, UserState]], now: float) -> None:
+        """Timers are recovered from table state after a restart or rebalance, and the audit
+        rows of open and last-closed incidents are written again: a killed worker may have
+        changed them in its state (changelog) but not yet in PostgreSQL, and the replayed
+        events are duplicates that write nothing (upserts by incident id: idempotent)."""
         self.due.clear()
         self.open.clear()
         for key, part, app, state in states:
-            if state.crisis is not None:
-                self.track(key, part, app, state.crisis, self.p.plans[app].safety)
+            if state.crisis is None:
+                continue
+            plan = self.p.plans[app]
+            self.track(key, part, app, state.crisis, plan.safety)
+            if retained(state.crisis, now, self.audit_seconds) is None:
+                continue  # past audit retention: its row was purged and must stay so
+            user = user_hash(plan, split_user_key(key)[1])
+            for inc in audit_incidents(state.crisis):
+                self.p.crisis_sink.put(inc.incident_id, audit_row(app, user, inc))
 
     def update_gauges(self, now: float) -> None:
         m = self.p.metrics

@@ -19,9 +19,9 @@ import msgspec
 import orjson
 from psycopg.types.json import Jsonb
 
-from agents.yielding import owned_users
+from agents.sweeping import owned_users, owned_users_in_steps
 from streams.clock import Clock
-from streams.envelope import ValidEvent, split_user_key, user_key
+from streams.envelope import ValidEvent, user_key
 from streams.plan import Plan
 from tables.activity import NO_DAY, UserState, active_days, decode_state, encode_state
 from tables.triggers import (
@@ -87,7 +87,7 @@ class TriggerKeeper:
         if cfg is None:
             return
         state.triggers = observe_trial(state.triggers, cfg, event.event, event.props, event.day,
-                                       plan.tz)
+                                       plan.tz, event.ts)
         changed = on_feedback(state.triggers, cfg, event.event, event.props, event.ts,
                               self.clock.now())
         if changed:
@@ -136,37 +136,56 @@ class TriggerKeeper:
             for kind in pending_types(state.triggers):
                 self.p.metrics.triggers_pending.labels(app, kind).dec()
 
-    async def sweep(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
+    def sweep(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
         """Evaluate every user of this worker's partitions at the clock's now; write the states
         that changed (store and changelog of the user's partition); recount the pending gauge.
-        Returns the number of states written. The walk yields to the event loop between users,
-        never between reading and writing one (agents.yielding)."""
+        Returns the number of states written. In one go: for the recovery rebuild (the timer
+        uses sweep_in_steps)."""
+        if not self.apps:
+            return 0
+        now = self.clock.now()
+        pending: Counter[tuple[str, str]] = Counter()
+        written = sum(self._evaluate_stored(found, now, pending) for found in owned_users(
+            self.p.users.data, owned, partition_of, self.apps))
+        self._set_pending(pending)
+        return written
+
+    async def sweep_in_steps(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
+        """The same, letting events in between steps (agents.sweeping)."""
         if not self.apps:
             return 0
         now = self.clock.now()
         pending: Counter[tuple[str, str]] = Counter()
         written = 0
-        async for key, part, raw in owned_users(self.p.users.data, owned, partition_of):
-            app, user_id = split_user_key(key)
-            if app not in self.apps:
-                continue
-            state = decode_state(raw)
-            try:
-                changed = self.evaluate(app, user_id, state, now)
-            except Exception:  # one bad state must not stop the sweep of the others
-                log.exception("trigger evaluation failed for a user of %s", app)
-                continue
-            for kind in pending_types(state.triggers):
-                pending[(app, kind)] += 1
-            if changed:
-                value = encode_state(state)
-                self.p.users.data[key] = value
-                self.p.users.send_changelog(part, key, value)
-                written += 1
+        async for found in owned_users_in_steps(self.p.users.data, owned, partition_of,
+                                                self.apps):
+            written += self._evaluate_stored(found, now, pending)
+        self._set_pending(pending)
+        return written
+
+    def _evaluate_stored(self, found: tuple[bytes, int, str, str, bytes], now: float,
+                         pending: Counter[tuple[str, str]]) -> int:
+        """Evaluate one stored state; write it back when it changed. 1 when written."""
+        key, part, app, user_id, raw = found
+        state = decode_state(raw)
+        try:
+            changed = self.evaluate(app, user_id, state, now)
+        except Exception:  # one bad state must not stop the sweep of the others
+            log.exception("trigger evaluation failed for a user of %s", app)
+            return 0
+        for kind in pending_types(state.triggers):
+            pending[(app, kind)] += 1
+        if not changed:
+            return 0
+        value = encode_state(state)
+        self.p.users.data[key] = value
+        self.p.users.send_changelog(part, key, value)
+        return 1
+
+    def _set_pending(self, pending: Counter[tuple[str, str]]) -> None:
         for app in self.apps:
             for kind in TYPES:
                 self.p.metrics.triggers_pending.labels(app, kind).set(pending[(app, kind)])
-        return written
 
 
 _encoder = msgspec.msgpack.Encoder()

@@ -19,13 +19,13 @@ import psycopg
 from prometheus_client import CollectorRegistry
 from psycopg_pool import AsyncConnectionPool
 
-from agents.profiles import profile_fields, profile_of
+from agents.profiles import profile_fields, profile_of, profile_row
 from benchmarks.harness import Figure, create_database
 from benchmarks.memory_bench import states_after_history
 from benchmarks.targets import PG_SINK
 from sinks.base import BatchingSink
 from sinks.metrics import Metrics
-from sinks.postgres import PROFILE_COLUMNS, DailyMetricsSink, migrate, user_profile_sink
+from sinks.postgres import DailyMetricsSink, migrate, user_profile_sink
 from sinks.redis import RedisProfileSink
 from streams.embedded import ServiceAddresses
 from streams.plan import load_plans
@@ -59,7 +59,7 @@ async def _postgres(dsn: str, rows: list[tuple[str, dict[str, Any]]],
         await pool.open(wait=True)
         profiles = user_profile_sink(pool, metrics, max_rows=MAX_ROWS)
         for user, fields in rows:
-            profiles.put((APP, user), (APP, user, *(fields[c] for c in PROFILE_COLUMNS[2:])))
+            profiles.put((APP, user), profile_row(APP, user, fields))
         profile_seconds = await _drain(profiles)
 
         daily = DailyMetricsSink(pool, metrics, max_rows=MAX_ROWS)

@@ -166,7 +166,10 @@ def main() -> None:
         env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP": svc.kafka_bootstrap,
                "PULSE_DATABASE_URL": svc.database_url, "PULSE_REDIS_URL": svc.redis_url,
                "PULSE_STATE_DIR": str(Path(tmp) / "state"), "PULSE_METRICS_PORT": "0",
-               "PULSE_APP_ID": f"soak-{os.getpid()}"}
+               "PULSE_APP_ID": f"soak-{os.getpid()}",
+               # vkusvill_bot sends raw ids: the worker needs a key to pseudonymize them.
+               "PULSE_USER_ID_SECRET": os.environ.get("PULSE_USER_ID_SECRET",
+                                                      "pulse-benchmark-user-id-secret")}
         subprocess.run([sys.executable, "-m", "streams.cli", "topics", "create"], env=env,
                        check=True, capture_output=True, cwd=tmp)
         log = Path(tmp) / "worker.log"
@@ -175,8 +178,9 @@ def main() -> None:
             cwd=tmp, stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
         load = Load(svc.kafka_bootstrap, plans, args.users)
         try:
-            port = wait_for_port(Path(tmp) / "state" / "workers" / f"{worker.pid}.json", worker)
-            while scrape(port).get("pulse_partitions_owned", 0) < 1:
+            port = wait_for_port(Path(tmp) / "state" / "workers" / f"{worker.pid}.json", worker,
+                                 log)
+            while alive(worker, log) and scrape(port).get("pulse_partitions_owned", 0) < 1:
                 time.sleep(0.5)
             if args.max_rate is None:
                 # Twice: the first run also fills the state with the user population.
@@ -200,10 +204,17 @@ def main() -> None:
         report(samples, rate, max_rate, args, error_lines(log), log)
 
 
-def wait_for_port(record: Path, worker: subprocess.Popen) -> int:
-    while not record.exists():
-        if worker.poll() is not None:
-            raise SystemExit("the worker exited during start-up")
+def alive(worker: subprocess.Popen, log: Path) -> bool:
+    """True while the worker runs; else stop with the end of its log (the temporary
+    directory that holds it goes with the run)."""
+    if worker.poll() is None:
+        return True
+    tail = log.read_bytes()[-4000:].decode(errors="replace") if log.exists() else ""
+    raise SystemExit(f"the worker exited with {worker.returncode}; its log ends:\n{tail}")
+
+
+def wait_for_port(record: Path, worker: subprocess.Popen, log: Path) -> int:
+    while alive(worker, log) and not record.exists():
         time.sleep(0.2)
     return int(orjson.loads(record.read_bytes())["metrics_port"])
 
@@ -213,9 +224,7 @@ def run_soak(load: Load, worker: subprocess.Popen, port: int, log: Path, seconds
     proc = psutil.Process(worker.pid)
     samples: list[Sample] = []
     started = time.monotonic()
-    while time.monotonic() - started < seconds:
-        if worker.poll() is not None:
-            raise SystemExit(f"the worker died: see {log}")
+    while alive(worker, log) and time.monotonic() - started < seconds:
         m = scrape(port)
         consumed = m.get("pulse_events_consumed_total", 0.0)
         samples.append(Sample(time.monotonic() - started, proc.memory_info().rss / 2**20,

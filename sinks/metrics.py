@@ -51,6 +51,11 @@ class Metrics:
             "pulse_users_forgotten", "Users whose state and rows were removed: deleted on "
             "request (user_deleted) or expired after the state TTL", ["app", "reason"],
             registry=r)
+        self.users_forgotten_replayed = Counter(
+            "pulse_users_forgotten_replayed", "Forgettings seen again (a deletion delivered "
+            "twice, or replayed after a worker died before writing the user's tombstone): the "
+            "user's share is not kept twice", ["app"],
+            registry=r)
         self.crisis_audit_purged = Counter(
             "pulse_crisis_audit_purged", "Closed crisis-incident audit rows deleted after the "
             "retention period", registry=r)

@@ -220,7 +220,11 @@ PROFILE_COLUMNS = (
     "app", "user_id", "evaluated_at", "lifecycle_day", "segment", "churn_risk", "risk_score",
     "retention_score", "days_active_30", "feature_diversity", "last_active_at", "days_inactive",
     "return_count", "longest_inactive_period", "first_week_active",
+    # deploy/sql/015: the trial at evaluated_at and the 30-day journey
+    "is_trial", "trial_end_date", "current_milestone", "completed_milestones", "next_milestone",
+    "completion_rate",
 )
+JSON_COLUMNS = frozenset({"completed_milestones", "next_milestone"})  # jsonb, as the seed's
 _UPSERT_PROFILE = f"""
 INSERT INTO user_profiles ({", ".join(PROFILE_COLUMNS)}, updated_at)
 VALUES ({", ".join(["%s"] * len(PROFILE_COLUMNS))}, now())

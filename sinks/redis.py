@@ -1,17 +1,30 @@
 """Redis: the live profile of each user, one hash per (app, user), for a one-round-trip read.
 
-Key `pulse:profile:{app}:{user_id}`; fields are the profile's, as strings; a TTL so users who
-left stop costing memory. Written in pipelined batches through the shared batching base.
+Key `pulse:profile:{app}:{user_id}`; fields are the profile's, as strings (None as "",
+booleans as true/false, lists and objects as JSON, like the user-properties fields of the
+same hash); a TTL so users who left stop costing memory. Written in pipelined batches
+through the shared batching base.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import orjson
 import redis.asyncio as redis
 
 from sinks.base import BatchingSink
 from sinks.metrics import Metrics
+
+
+def field_text(value: Any) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, list | dict):
+        return orjson.dumps(value).decode()
+    return str(value)
 
 
 def profile_key(app: str, user_id: str) -> str:
@@ -34,7 +47,6 @@ class RedisProfileSink(BatchingSink[tuple[str, str]]):
                     pipe.delete(key)
                     continue
                 # Every field is written every time (None as ""), so the hash is absolute.
-                pipe.hset(key, mapping={k: "" if v is None else str(v)
-                                        for k, v in fields.items()})
+                pipe.hset(key, mapping={k: field_text(v) for k, v in fields.items()})
                 pipe.expire(key, self.ttl_seconds)
             await pipe.execute()

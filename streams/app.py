@@ -114,6 +114,9 @@ def build_worker(settings: Settings, connections: Connections,
         settings.app_id,
         broker=f"kafka://{connections.kafka_bootstrap}",
         store="memory://",
+        # Tables live in memory, but Faust still creates a data folder; keep it under the
+        # state folder instead of a `<app_id>-data` folder in whatever directory we run from.
+        datadir=str(settings.state_dir / "faust-{conf.name}"),
         topic_partitions=settings.partitions,
         topic_replication_factor=1,
         topic_allow_declare=False,  # topics are created with explicit configs (streams.topics)

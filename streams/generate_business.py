@@ -68,14 +68,19 @@ def subscription_journey(plan: Plan, rng: random.Random, signup: datetime, end: 
             props[spec.amount] = amount
         if spec.converted and "converted" in extra:
             props[spec.converted] = extra["converted"]
+        if spec.end_date and "end_date" in extra:
+            props[spec.end_date] = extra["end_date"]
         out.append(make(name, ts, props))
 
     roll = rng.random()
     tier = rng.choice(tiers)
     start = signup + timedelta(hours=rng.uniform(2, 72))
     if roll < 0.35 and "trial_started" in names:
-        emit("trial_started", start, tier)
         decided = start + 7 * DAY
+        # The trial ends on the local date it is decided (tables.trial: over once that day
+        # begins), so its last days can be reminded of (trial_expiring).
+        emit("trial_started", start, tier,
+             end_date=decided.astimezone(plan.tz).date().isoformat())
         if rng.random() < 0.4:
             emit("trial_ended", decided, tier, converted=True)
             paid_from = decided + timedelta(seconds=1)

@@ -21,11 +21,13 @@ import yaml
 
 from streams import plan_business
 from streams.errors import PlanError
+from streams.plan_journey import check_journey
 from tables.counters import CounterConfig
 from tables.crisis import LEVELS, SafetyConfig
 from tables.experiments import ExperimentConfig
 from tables.funnels import FunnelConfig
 from tables.groups import GroupConfig
+from tables.journey import JourneyConfig
 from tables.monthly import MonthlyConfig
 from tables.profile import ProfileConfig
 from tables.revenue import RevenueConfig
@@ -144,6 +146,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     experiments: dict[str, ExperimentConfig] = {}
     groups: dict[str, GroupConfig] = {}  # B2B groups and their anonymous counts
     monthly_report: MonthlyConfig | None = None  # seed 001 API 5
+    journey: JourneyConfig | None = None  # seed 001's 30-day journey
 
 
 @dataclass(frozen=True)
@@ -189,6 +192,7 @@ class Plan:
     experiments: Mapping[str, ExperimentConfig] = field(default_factory=dict)
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)
     monthly_report: MonthlyConfig | None = None
+    journey: JourneyConfig | None = None
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -456,6 +460,8 @@ def load_plan(path: Path) -> Plan:
                             f"groups.{kind}: min_size must be at least 2 (anonymity)")
     if spec.monthly_report is not None:
         plan_business.check_monthly(spec.monthly_report, events, spec.streaks, carried, loc, file)
+    if spec.journey is not None:
+        check_journey(spec.journey, events, spec.profile is not None, loc, file)
 
     return Plan(
         app=spec.app,
@@ -485,6 +491,7 @@ def load_plan(path: Path) -> Plan:
         experiments=spec.experiments,
         groups=spec.groups,
         monthly_report=spec.monthly_report,
+        journey=spec.journey,
     )
 
 

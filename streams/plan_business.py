@@ -35,11 +35,14 @@ def check_revenue(cfg: RevenueConfig, events: Mapping[str, EventSpec],
             raise PlanError(file, loc.line("revenue", "events", name),
                             f"revenue.events: {name!r} is not an event of this plan")
         declared = events[name].properties
-        for role in ("plan", "amount", "converted", "to_plan"):
+        for role in ("plan", "amount", "converted", "to_plan", "end_date"):
             prop = getattr(spec, role)
             if prop is not None and prop not in declared:
                 raise PlanError(file, loc.line("revenue", "events", name, role),
                                 f"revenue.events.{name}.{role}: {name} has no property {prop!r}")
+        if spec.end_date is not None and spec.action != "trial_started":
+            raise PlanError(file, loc.line("revenue", "events", name, "end_date"),
+                            f"revenue.events.{name}.end_date: only a trial_started event has one")
         if spec.action == "changed" and spec.to_plan is None:
             raise PlanError(file, loc.line("revenue", "events", name),
                             f"revenue.events.{name}: a plan change names its to_plan property")

@@ -245,13 +245,17 @@ def _add(deltas: dict[tuple[int, int], int], column: int, day: int, amount: int)
         deltas.pop(key, None)
 
 
+def already_applied(state: UserState, event: ValidEvent) -> bool:
+    """A replay after a crash re-reads input already applied: its position is not new."""
+    return event.source >= 0 and event.position <= state.positions.get(event.source, -1)
+
+
 def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
     """Apply one validated event to the user's state in place; return what changed."""
     deltas: dict[tuple[int, int], int] = {}
-    # A replay after a crash re-reads input already applied: its position is not new.
+    if already_applied(state, event):
+        return Change(deltas, duplicate=True)
     if event.source >= 0:
-        if event.position <= state.positions.get(event.source, -1):
-            return Change(deltas, duplicate=True)
         state.positions[event.source] = event.position
     day = event.day
     newest = max(state.end_day, day)

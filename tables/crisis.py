@@ -88,6 +88,24 @@ class Orphan(msgspec.Struct, array_like=True):
 class CrisisState(msgspec.Struct, array_like=True):
     open: Incident | None = None
     orphan: Orphan | None = None
+    # The last closed incident, kept while its audit row is retained: a worker killed before
+    # its sink wrote the closing row finds the closed incident in the recovered state and
+    # writes the row again (the replayed closing event is a duplicate and changes nothing).
+    closed: Incident | None = None
+
+
+def retained(state: CrisisState, now: float, audit_seconds: float) -> CrisisState | None:
+    """The crisis state worth keeping in the user's state at `now`: None when nothing is open
+    and no closed incident is young enough for its audit row to be kept."""
+    closed = state.closed
+    if closed is not None and (closed.closed_ts or closed.detected_ts) < now - audit_seconds:
+        state.closed = None
+    return state if (state.open or state.orphan or state.closed) else None
+
+
+def audit_incidents(state: CrisisState) -> list[Incident]:
+    """Incidents whose audit rows a restarted worker writes again (open and last closed)."""
+    return [inc for inc in (state.open, state.closed) if inc is not None]
 
 
 class SafetyAlert(msgspec.Struct, kw_only=True):
@@ -168,7 +186,7 @@ def on_detect(state: CrisisState, cfg: SafetyConfig, app: str, user_id: str, ts:
             fx.breached = _close(inc, orphan.ts, orphan.action)
             inc.anomalies.append("escalation_before_detection")
             fx.anomalies.append("escalation_before_detection")
-            fx.closed = fx.changed = inc
+            state.closed = fx.closed = fx.changed = inc
             return fx
         state.open = inc
     else:
@@ -219,7 +237,7 @@ def on_close(state: CrisisState, app: str, user_id: str, ts: float, event_id_has
     if "clock_skew" in inc.anomalies:
         fx.anomalies.append("clock_skew")
     state.open = None
-    fx.closed = fx.changed = inc
+    state.closed = fx.closed = fx.changed = inc
     fx.alerts.extend(_resolutions(app, inc, now))
     return fx
 
@@ -239,7 +257,7 @@ def on_decline(state: CrisisState, cfg: SafetyConfig, app: str, ts: float,
         inc.closed_ts = ts
         inc.action = "declined"
         state.open = None
-        fx.closed = inc
+        state.closed = fx.closed = inc
         fx.alerts.extend(_resolutions(app, inc, now))
     return fx
 
@@ -262,7 +280,7 @@ def on_timer(state: CrisisState, cfg: SafetyConfig, app: str, now: float) -> Cri
         inc.status = "expired"
         inc.closed_ts = now
         state.open = None
-        fx.closed = fx.changed = inc
+        state.closed = fx.closed = fx.changed = inc
         fx.alerts.extend(_resolutions(app, inc, now))
     return fx
 

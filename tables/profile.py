@@ -8,10 +8,13 @@ code needs data Pulse does not receive, are named where they happen.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from itertools import pairwise
 
 import msgspec
+
+from tables.journey import NO_JOURNEY, Journey
+from tables.trial import NO_TRIAL, Trial
 
 INACTIVE_RETURN_DAYS = 7  # "был >7 дней inactive, вернулся"
 CHURNED_DAYS = 30  # not in the seed's code: the win_back trigger's 30 days of inactivity
@@ -34,6 +37,9 @@ class ProfileInputs(msgspec.Struct, array_like=True):
     ai_first_week: int = 0
     streak_broken_first_week: bool = False
     last_active_ts: float = 0.0
+    # Goal events per local day of the plan's 30-day journey (tables.journey); absent in
+    # states written before it.
+    journey: dict[int, list[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -51,6 +57,13 @@ class Profile:
     risk_score: int
     churn_risk: str
     retention_score: int
+    # Appended (issue 4 follow-up): the trial at `evaluated_at` and the 30-day journey.
+    is_trial: bool = False
+    trial_end_date: int | None = None  # local day number
+    current_milestone: int | None = None
+    completed_milestones: list[int] = field(default_factory=list)
+    next_milestone: dict[str, object] | None = None
+    completion_rate: float = 0.0
 
     def as_dict(self) -> dict[str, object]:
         return asdict(self)
@@ -105,9 +118,12 @@ def segment_of(days_active_30: int, feature_diversity: float, lifecycle_day: int
 
 
 def risk_of(days_inactive: int | None, lifecycle_day: int, streak_broken_first_week: bool,
-            ai_first_week: int, ai_tracked: bool) -> tuple[int, str]:
-    """calculate_churn_risk of seed 001. Factor 4 (low engagement after a trial) needs
-    subscription events the plan does not have, so it never adds."""
+            ai_first_week: int, ai_tracked: bool, is_trial: bool = False,
+            days_active_30: int = 0) -> tuple[int, str]:
+    """calculate_churn_risk of seed 001, its four factors. Factor 4 (low engagement in a
+    trial: `is_trial AND days_active_30 < 4`, fewer than one active day a week) reads the
+    trial at the evaluation instant (tables.trial); a plan without subscription events never
+    has one."""
     score = 0
     if days_inactive is not None:
         score += 35 if days_inactive >= 7 else 20 if days_inactive >= 3 else \
@@ -116,14 +132,18 @@ def risk_of(days_inactive: int | None, lifecycle_day: int, streak_broken_first_w
         score += 25
     if lifecycle_day <= 7 and ai_tracked and ai_first_week == 0:
         score += 20
+    if is_trial and days_active_30 < 4:
+        score += 20
     level = ("critical" if score >= 60 else "high" if score >= 40 else
              "medium" if score >= 20 else "low")
     return score, level
 
 
 def evaluate(active_days: list[int], reg_day: int, inputs: ProfileInputs, cfg: ProfileConfig,
-             now: float, today: int) -> Profile:
-    """The profile at instant `now` (local day `today`); `active_days` sorted ascending."""
+             now: float, today: int, trial: Trial = NO_TRIAL,
+             journey: Journey = NO_JOURNEY) -> Profile:
+    """The profile at instant `now` (local day `today`); `active_days` sorted ascending;
+    `trial` and `journey` evaluated at the same instant (tables.trial, tables.journey)."""
     lifecycle_day = today - reg_day
     days_active_30 = sum(1 for d in active_days if today - 29 <= d <= today)
     first_week_active = sum(1 for d in active_days if reg_day <= d <= reg_day + 7)
@@ -135,6 +155,10 @@ def evaluate(active_days: list[int], reg_day: int, inputs: ProfileInputs, cfg: P
     segment = segment_of(days_active_30, diversity, lifecycle_day, first_week_active, returns,
                          days_inactive)
     score, level = risk_of(days_inactive, lifecycle_day, inputs.streak_broken_first_week,
-                           inputs.ai_first_week, cfg.ai_event is not None)
+                           inputs.ai_first_week, cfg.ai_event is not None, trial.is_trial,
+                           days_active_30)
     return Profile(now, lifecycle_day, days_active_30, diversity, last, days_inactive, returns,
-                   longest, first_week_active, segment, score, level, 100 - score)
+                   longest, first_week_active, segment, score, level, 100 - score,
+                   trial.is_trial, trial.end_day, journey.current_milestone,
+                   journey.completed_milestones, journey.next_milestone,
+                   journey.completion_rate)

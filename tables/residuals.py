@@ -9,9 +9,14 @@ keeps the sum of the forgotten users' contributions — numbers per (column, day
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 
 import msgspec
+
+# How long a forgetting is remembered (by an opaque token): a worker killed between writing
+# the residual and the user's tombstone replays the forgetting within minutes, not weeks.
+FORGET_TOKEN_SECONDS = 30 * 86400.0
 
 
 class Residual(msgspec.Struct, array_like=True):
@@ -21,6 +26,17 @@ class Residual(msgspec.Struct, array_like=True):
     counters: list[tuple[str, int, int]] = msgspec.field(default_factory=list)
     # [local day, plan, columns]: revenue rows (tables.revenue), kept whole (months matter).
     revenue: list[tuple[int, str, list[int]]] = msgspec.field(default_factory=list)
+    # [token, when absorbed, ingest partition, ingest offset]: forgettings already folded in
+    # (see forget_token) and the input position of the deletion (-1, -1 for an expiry), so a
+    # replayed one is not added twice. A token is a digest: it names no user.
+    forgotten: list[tuple[bytes, float, int, int]] = msgspec.field(default_factory=list)
+
+    def absorbed_at(self, token: bytes) -> tuple[int, int] | None:
+        """The input position of the forgetting `token` when it was folded in already."""
+        for seen, _, source, position in self.forgotten:
+            if seen == token:
+                return source, position
+        return None
 
     def day_deltas(self) -> dict[tuple[int, int], int]:
         return {(column, day): amount for column, day, amount in self.days}
@@ -53,11 +69,20 @@ def split_residual_key(key: bytes) -> tuple[str, int]:
     return app, int(partition)
 
 
+def forget_token(user_key: bytes, occasion: str) -> bytes:
+    """Identifies one forgetting of one user (the deletion event's id, or the expiry of a given
+    state), the same when it is replayed."""
+    return hashlib.blake2b(user_key + b"\x1f" + occasion.encode(), digest_size=12).digest()
+
+
 def absorb(residual: Residual | None, days: Mapping[tuple[int, int], int],
            counters: Mapping[tuple[str, int], int], oldest_day: int,
-           revenue: Mapping[tuple[int, str], list[int]] | None = None) -> Residual:
+           revenue: Mapping[tuple[int, str], list[int]] | None = None,
+           token: bytes | None = None, now: float = 0.0,
+           read_at: tuple[int, int] = (-1, -1)) -> Residual:
     """Add one forgotten user's contribution; days before `oldest_day` are dropped, as no
-    aggregate of them is maintained any more (the same horizon as user state)."""
+    aggregate of them is maintained any more (the same horizon as user state). `token`
+    records the forgetting and its input position `read_at` (kept FORGET_TOKEN_SECONDS)."""
     merged_days = residual.day_deltas() if residual else {}
     for at, amount in days.items():
         merged_days[at] = merged_days.get(at, 0) + amount
@@ -74,4 +99,7 @@ def absorb(residual: Residual | None, days: Mapping[tuple[int, int], int],
         sorted((key, day, amount) for (key, day), amount in merged_counters.items()
                if amount and day >= oldest_day),
         sorted((day, plan, values) for (day, plan), values in merged_revenue.items()
-               if any(values)))
+               if any(values)),
+        [*(entry for entry in (residual.forgotten if residual else [])
+           if entry[1] >= now - FORGET_TOKEN_SECONDS),
+         *([(token, now, *read_at)] if token is not None else [])])

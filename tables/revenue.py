@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any, Literal
 
 import msgspec
@@ -33,6 +34,7 @@ COLUMNS = ("mrr_delta", "users_delta", "joined", "new_paid", "churned_paid", "tr
  PAYMENTS_FAILED) = range(len(COLUMNS))
 STOCK = (MRR, USERS)  # running sums; the other columns are per-day flows
 NONE = -1
+_EPOCH = date(1970, 1, 1).toordinal()
 
 
 class RevenueEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -43,6 +45,9 @@ class RevenueEvent(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     amount: str | None = None  # monthly price (activated/renewed) or amount paid (payment)
     converted: str | None = None  # trial_ended: did the trial convert
     to_plan: str | None = None  # changed: the new plan
+    # trial_started: the property holding the trial's end date (ISO date); the trial is over
+    # once that local day begins (tables.trial)
+    end_date: str | None = None
 
 
 class RevenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -59,7 +64,7 @@ class RevenueConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
         """The properties each revenue event must carry to the state transition."""
         out: dict[str, tuple[str, ...]] = {}
         for name, spec in self.events.items():
-            props = [spec.plan, spec.amount, spec.converted, spec.to_plan]
+            props = [spec.plan, spec.amount, spec.converted, spec.to_plan, spec.end_date]
             out[name] = tuple(p for p in props if p is not None)
         return out
 
@@ -79,6 +84,7 @@ class SubEvent(msgspec.Struct, array_like=True, frozen=True):
     amount: int = NONE  # millionths, NONE when the event carries no amount
     converted: int = NONE  # 0/1, NONE when absent
     to_plan: str = ""
+    end_day: int | None = None  # trial_started: local day the trial ends (absent before)
 
 
 class RevenueState(msgspec.Struct, array_like=True):
@@ -126,7 +132,15 @@ def sub_event(spec: RevenueEvent, ts: float, day: int, id_hash: int,
     converted = props.get(spec.converted) if spec.converted else None
     return SubEvent(ts, day, id_hash, spec.action, text(spec.plan), millionths,
                     NONE if not isinstance(converted, bool) else int(converted),
-                    text(spec.to_plan))
+                    text(spec.to_plan), _day_of(text(spec.end_date)))
+
+
+def _day_of(iso_date: str) -> int | None:
+    """An ISO date (a datetime's date part as written) as a day number, None if unreadable."""
+    try:
+        return date.fromisoformat(iso_date[:10]).toordinal() - _EPOCH if iso_date else None
+    except ValueError:
+        return None
 
 
 def observe(state: RevenueState | None, cfg: RevenueConfig, event: str, ts: float, day: int,

@@ -142,6 +142,10 @@ class TriggerState(msgspec.Struct, array_like=True):
     pushes: int = 0
     created: dict[str, int] = msgspec.field(default_factory=dict)
     trial_end_day: int | None = None
+    # Event times of the newest trial start and stop seen, so a late start or stop is put in
+    # time order; absent in states written before them.
+    trial_started_at: float | None = None
+    trial_stopped_at: float | None = None
 
 
 @dataclass(frozen=True)
@@ -314,15 +318,27 @@ def on_feedback(state: TriggerState | None, cfg: TriggerConfig, event: str,
 
 
 def observe_trial(state: TriggerState | None, cfg: TriggerConfig, event: str,
-                  props: Mapping[str, Any] | None, day: int, tz: ZoneInfo) -> TriggerState | None:
-    """Track a running trial's end day from the plan's subscription events."""
+                  props: Mapping[str, Any] | None, day: int, tz: ZoneInfo,
+                  ts: float | None = None) -> TriggerState | None:
+    """Track a running trial's end day from the plan's subscription events. With the event
+    time `ts`, events apply in time order: a stop older than the running trial's start does
+    not end it, and a start older than the newest stop or start does not reopen a trial."""
     rule = cfg.trial_expiring
     if rule is None or (event != rule.start_event and event not in rule.stop_events):
         return state
     state = state or TriggerState()
+    started, stopped = state.trial_started_at, state.trial_stopped_at
     if event != rule.start_event:
+        if ts is not None:
+            state.trial_stopped_at = ts if stopped is None else max(stopped, ts)
+            if started is not None and ts < started:
+                return state  # it stopped an earlier trial
         state.trial_end_day = None
         return state
+    if ts is not None:
+        if (stopped is not None and ts < stopped) or (started is not None and ts < started):
+            return state  # a late start of a trial already stopped or superseded
+        state.trial_started_at = ts
     end: int | None = None
     raw = (props or {}).get(rule.end_property) if rule.end_property else None
     if isinstance(raw, str):

@@ -10,6 +10,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
+from itertools import pairwise
 from typing import Any
 
 from msgspec import Struct
@@ -509,3 +510,131 @@ def monthly_report(rows: dict[tuple[str, date], MonthlyRow]
             percentile = 100.0 * below / (len(actives) - 1) if len(actives) > 1 else 0.0
         out[(user, month)] = (number, change, percentile)
     return out
+
+
+# ---- issue 4: the retention profile of seed 001, written out again ----------------------------
+
+def recompute_profile(events: list[dict[str, Any]], at: datetime, plan: Plan) -> dict[str, Any]:
+    """Seed 001's formulas on one user's events at instant `at`: segment, the four churn
+    factors (the fourth with the trial at `at`), and the plan's 30-day journey."""
+    tz = plan.tz
+    today = at.astimezone(tz).date()
+    day = {e["event_id"]: datetime.fromisoformat(e["timestamp"]).astimezone(tz).date()
+           for e in events}
+    sessions = [e for e in events if e["event"] == "session_start"]
+    active = sorted({day[e["event_id"]] for e in sessions})
+    joined = active[0]  # onepercent: the first activity registers the user
+    first_week = joined + timedelta(days=7)
+    lifecycle = (today - joined).days
+    days30 = sum(1 for d in active if (today - d).days <= 29)
+    features = {e["properties"]["feature"] for e in events if e["event"] == "feature_used"
+                and (today - day[e["event_id"]]).days <= 29}
+    last = max(datetime.fromisoformat(e["timestamp"]) for e in sessions)
+    inactive = int((at - last).total_seconds() // 86400)
+    gaps = [(b - a).days - 1 for a, b in pairwise(active)]
+    returns = sum(1 for g in gaps if g > 7)
+    first_week_active = sum(1 for d in active if d <= first_week)
+    ai = sum(1 for e in events if e["event"] == "ai_coach_message"
+             and day[e["event_id"]] <= first_week)
+    broken = any(e["event"] == "streak_broken" and day[e["event_id"]] <= first_week
+                 for e in events)
+    diversity = round(len(features) / 6, 4)
+    if inactive >= 30:
+        segment = "churned"
+    elif days30 >= 20 and diversity >= 0.7:
+        segment = "enthusiast"
+    elif 4 <= days30 <= 10 and diversity < 0.4:
+        segment = "quiet_user"
+    elif lifecycle >= 7 and first_week_active >= 5 and days30 < 5:
+        segment = "test_driver"
+    elif returns:
+        segment = "returned"
+    elif lifecycle < 7:
+        segment = "new_user"
+    else:
+        segment = "quiet_user"
+    in_trial, trial_end = trial_at(events, at, plan)
+    score = (35 if inactive >= 7 else 20 if inactive >= 3 else 5 if inactive >= 1 else 0)
+    score += 25 if lifecycle <= 7 and broken else 0
+    score += 20 if lifecycle <= 7 and ai == 0 else 0
+    score += 20 if in_trial and days30 < 4 else 0
+    level = ("critical" if score >= 60 else "high" if score >= 40 else
+             "medium" if score >= 20 else "low")
+    return {"lifecycle_day": lifecycle, "days_active_30": days30,
+            "feature_diversity": diversity, "days_inactive": inactive,
+            "return_count": returns, "first_week_active": first_week_active,
+            "longest_inactive_period": max([*gaps, (today - active[-1]).days]),
+            "segment": segment, "risk_score": score, "churn_risk": level,
+            "is_trial": in_trial, "trial_end_date": trial_end,
+            **journey_at(events, joined, today, plan)}
+
+
+def trial_at(events: list[dict[str, Any]], at: datetime,
+             plan: Plan) -> tuple[bool, date | None]:
+    """(in a trial at `at`, the open trial's end date when known). Subscription events up to
+    `at` in time order: a trial opens when one starts while not paying and none is open, and
+    closes when it ends or the user pays; an open trial is over once its end date begins."""
+    cfg = plan.revenue
+    if cfg is None:
+        return False, None
+    mine = sorted((e for e in events if e["event"] in cfg.events
+                   and datetime.fromisoformat(e["timestamp"]) <= at),
+                  key=lambda e: datetime.fromisoformat(e["timestamp"]))
+    paying, open_trial, end = False, False, None
+    for e in mine:
+        spec = cfg.events[e["event"]]
+        props = e.get("properties") or {}
+        if spec.action == "trial_started" and not paying and not open_trial:
+            if spec.plan and props.get(spec.plan):
+                open_trial = True
+                raw = props.get(spec.end_date) if spec.end_date else None
+                end = date.fromisoformat(raw) if isinstance(raw, str) else None
+        elif spec.action == "trial_ended":
+            open_trial = False
+        elif spec.action in ("activated", "renewed", "changed"):
+            target = props.get(spec.to_plan if spec.action == "changed" else spec.plan or "")
+            if target in cfg.paid_plans:
+                paying, open_trial = True, False
+            else:
+                paying = False
+        elif spec.action == "cancelled":
+            paying = False
+    if not open_trial or (end is not None and at.astimezone(plan.tz).date() >= end):
+        return False, None
+    return True, end
+
+
+def journey_at(events: list[dict[str, Any]], joined: date, today: date,
+               plan: Plan) -> dict[str, Any]:
+    """The plan's journey milestones on one user's events: goal events counted on the days of
+    each window up to today."""
+    cfg = plan.journey
+    if cfg is None:
+        return {"current_milestone": None, "completed_milestones": [], "next_milestone": None,
+                "completion_rate": 0.0}
+    tz = plan.tz
+    lifecycle = (today - joined).days
+    done, started, progress = [], [], {}
+    for m in cfg.milestones:
+        start, stop = joined + timedelta(days=m.days[0]), joined + timedelta(days=m.days[1])
+        progress[m.id] = sum(
+            1 for e in events if e["event"] in m.goal.events
+            and start <= datetime.fromisoformat(e["timestamp"]).astimezone(tz).date()
+            <= min(stop, today))
+        if progress[m.id] >= m.goal.count:
+            done.append(m.id)
+        if m.days[0] <= lifecycle:
+            started.append(m.id)
+    inside = [m.id for m in cfg.milestones if m.days[0] <= lifecycle <= m.days[1]]
+    later = [m.id for m in cfg.milestones if m.days[0] > lifecycle]
+    aim = next((m for m in cfg.milestones if m.id not in done and m.days[1] >= lifecycle), None)
+    return {
+        "current_milestone": next(iter(inside + later), None),
+        "completed_milestones": done,
+        "next_milestone": None if aim is None else {
+            "id": aim.id, "title": aim.title, "description": aim.description,
+            "xp_bonus": aim.xp_bonus, "progress": min(progress[aim.id], aim.goal.count),
+            "target": aim.goal.count},
+        "completion_rate": round(len([i for i in started if i in done]) / len(started), 4)
+        if started else 0.0,
+    }

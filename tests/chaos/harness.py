@@ -18,16 +18,17 @@ import psycopg
 import redis
 
 from streams.envelope import user_key
-from streams.plan import Plan, load_plans
+from streams.plan import FORGET_EVENT, Plan, load_plans
 from streams.privacy import Pseudonymizer
 from streams.publish import Publisher
+from tables.triggers import TYPES as TRIGGER_TYPES
 from tests.conftest import TEST_USER_ID_SECRET
 from tests.integration.conftest import REPO, PulseEnv, wait_for
-from tests.integration.test_profiles import expected_profile
 from tests.offline import (
     recompute,
     recompute_cohorts,
     recompute_counters,
+    recompute_profile,
     recompute_streaks,
     unique,
     user_funnel_steps,
@@ -203,7 +204,9 @@ def same_value(stored: Any, text: str) -> bool:
     if isinstance(stored, datetime):
         return datetime.fromisoformat(text) == stored
     if isinstance(stored, bool):
-        return text == str(stored)
+        return text == ("true" if stored else "false")
+    if isinstance(stored, list | dict):  # jsonb columns: JSON text in the hash
+        return bool(text) and orjson.loads(text) == stored
     if isinstance(stored, int | float | Decimal):
         return Decimal(text) == Decimal(str(stored))
     return text == str(stored)
@@ -254,7 +257,8 @@ def differences(pulse: PulseEnv, expected: Expected) -> dict[str, Any]:
     else:
         wrong = {}
         for user, row in rows.items():
-            want_profile = expected_profile(expected.profile_users[user], row["evaluated_at"])
+            want_profile = recompute_profile(expected.profile_users[user], row["evaluated_at"],
+                                             PLANS["onepercent"])
             got_profile = {k: row[k] for k in want_profile}
             if got_profile != want_profile:
                 wrong[user] = (want_profile, got_profile)
@@ -313,6 +317,11 @@ def record(scenario: str, injected: str, records_in: int, pulse: PulseEnv, expec
     return row
 
 
+def incident_events(app: str) -> set[str]:
+    safety = PLANS[app].safety
+    return {safety.detect, *safety.close} if safety is not None else set()
+
+
 def pending_bounds(expected: Expected, partitions: int) -> dict[str, int]:
     """The most rows each sink can hold pending: one per distinct key it writes (its rows are
     keyed and a newer row replaces an older one, so an outage cannot grow it further)."""
@@ -323,16 +332,30 @@ def pending_bounds(expected: Expected, partitions: int) -> dict[str, int]:
     day_rows = len(PLANS) * days * partitions
     streak_types = max(len(plan.streaks) for plan in PLANS.values())
     funnels = max(len(plan.funnels) for plan in PLANS.values())
-    crises = sum(1 for e in expected.events if e["event"] == "crisis_detected")
+    revenue_plans = max(len(plan.revenue.paid_plans) if plan.revenue else 0
+                        for plan in PLANS.values())
+    # Every incident id comes from one crisis event: a detection, or an escalation that
+    # arrived without one (an orphan).
+    crisis_events = sum(1 for e in expected.events if e["event"] in incident_events(e["app"]))
+    forgets = sum(1 for e in expected.events if e["event"] == FORGET_EVENT)
     return {
         "postgres_daily_metrics": day_rows,
         "postgres_app_daily_counters": day_rows,
+        "postgres_revenue_daily": day_rows * revenue_plans,
         "postgres_user_streaks": len(users) * streak_types,
         "postgres_user_funnels": len(users) * funnels,
         "postgres_user_profiles": len(users),
+        "postgres_user_properties": len(users),
+        # One row per user and calendar month the stream spans.
+        "postgres_user_monthly": len(users) * (days // 28 + 2),
+        # Triggers are deduplicated per type and capped per local day: at most one of each
+        # type per user and day, and an outage spans at most two local days.
+        "postgres_user_triggers": len(users) * len(TRIGGER_TYPES) * 2,
+        "postgres_forget": forgets,
         "redis_profiles": len(users),
-        "postgres_crisis_incidents": crises,
-        "alertmanager": crises,
+        "redis_user_properties": len(users),
+        "postgres_crisis_incidents": crisis_events,
+        "alertmanager": crisis_events,
     }
 
 

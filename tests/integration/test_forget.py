@@ -5,6 +5,7 @@ restart rebuilds the aggregates from state."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -13,9 +14,11 @@ import orjson
 import psycopg
 import pytest
 import redis
+from aiokafka import AIOKafkaProducer
 
 from agents.safety import user_hash
 from sinks.postgres import FORGET_TABLES, FORGOTTEN_HASH
+from streams.envelope import decode_batch
 from streams.privacy import Pseudonymizer
 from tests.conftest import TEST_USER_ID_SECRET
 from tests.integration.conftest import PulseEnv, wait_for
@@ -135,3 +138,82 @@ def test_inactive_users_expire_and_old_audit_rows_go(pulse_env: PulseEnv,
     worker.stop()
     pulse_env.worker().ready()
     wait_until_metrics_match(pulse_env, expected, timeout=60)
+
+
+def test_a_deletion_seen_twice_keeps_each_count_once(pulse_env: PulseEnv,
+                                                     tmp_path: Path) -> None:
+    """A worker killed after writing the residual but before the user's tombstone, and before
+    committing its input, restarts with the user's old state and the residual both holding the
+    user's counts, and reads the deletion again. Built here exactly: the old state is written
+    back over the tombstone and the deletion's record is delivered again. Then
+    the same deletion delivered once more, after the user came back, must change nothing."""
+    events = generate(pulse_env, tmp_path / "history.jsonl", "--users", "8", "--days", "10",
+                      "--seed", "11")
+    user = sorted({e["user_id"] for e in events if e["app"] == "onepercent"})[0]
+    pulse_env.cli("topics", "create")
+    pulse_env.cli("publish", "--historical", "--quiet", str(tmp_path / "history.jsonl"))
+    worker = pulse_env.worker()
+    expected = expected_rows(events)
+    wait_until_metrics_match(pulse_env, expected)
+    tracked = worker.total("pulse_users_tracked")
+    queued = pulse_env.cli("forget", "--app", "onepercent", "--user", user).stdout.decode()
+    event_id = queued.rsplit("(event ", 1)[1].rstrip(")\n")
+    wait_for(lambda: worker.total("pulse_users_tracked") == tracked - 1, 60, "the deletion")
+    worker.stop()
+
+    # The crash: the user's last state comes back over its tombstone, and the deletion is
+    # input not yet committed.
+    changelog = f"{pulse_env.env['PULSE_APP_ID']}-users-changelog"
+    key = f"onepercent\x1f{user}".encode()
+    history = [r for r in pulse_env.read_topic(changelog, 1) if r.key == key]
+    assert history[-1].value is None and history[-2].value is not None
+    events_topic = pulse_env.env["PULSE_EVENTS_TOPIC"]
+    deletion = next(r for r in pulse_env.read_topic(events_topic, 1) if any(
+        e.event == "user_deleted" for e in decode_batch(r.value)))
+    asyncio.run(rewind(pulse_env, changelog, key, history[-2], events_topic, deletion))
+    restarted = pulse_env.worker().ready()
+    wait_for(lambda: restarted.total("pulse_users_forgotten_replayed_total") == 1, 90,
+             "the deletion to be read again and recognised")
+    wait_for(lambda: restarted.total("pulse_users_tracked") == tracked - 1, 30,
+             "the state to go again")
+    wait_until_metrics_match(pulse_env, expected, timeout=60)
+    assert restarted.total("pulse_users_forgotten_total") == 0
+
+    # The user comes back; the same deletion delivered once more changes nothing.
+    now = datetime.now(UTC).isoformat()
+    comeback = {"event_id": "comeback-1", "app": "onepercent", "event": "session_start",
+                "user_id": user, "timestamp": now, "properties": {}}
+    publish_events(pulse_env, tmp_path / "comeback.jsonl", [comeback])
+    wait_for(lambda: restarted.total("pulse_users_tracked") == tracked, 60, "the new state")
+    duplicates = restarted.total("pulse_events_duplicate_total", app="onepercent")
+    again = {"event_id": event_id, "app": "onepercent", "event": "user_deleted",
+             "user_id": user, "timestamp": now}
+    publish_events(pulse_env, tmp_path / "again.jsonl", [again])
+    wait_for(lambda: restarted.total("pulse_events_duplicate_total", app="onepercent")
+             == duplicates + 1, 60, "the deletion delivered again to count as a duplicate")
+    assert restarted.total("pulse_users_tracked") == tracked
+    assert restarted.total("pulse_users_forgotten_replayed_total") == 1
+    assert restarted.total("pulse_users_forgotten_total") == 0
+    # After a deletion the user starts afresh: counted as somebody new would be.
+    stranger = {**comeback, "user_id": "a-new-user"}
+    wait_until_metrics_match(pulse_env, expected_rows([*events, stranger]), timeout=60)
+
+
+async def rewind(env: PulseEnv, changelog: str, key: bytes, old_state: Any, events_topic: str,
+                 deletion: Any) -> None:
+    """What a kill -9 at the wrong moment leaves: the old state, and the deletion read again
+    (its events-topic record once more, with the same ingest position, as a replay has)."""
+    producer = AIOKafkaProducer(bootstrap_servers=env.addresses.kafka_bootstrap)
+    await producer.start()
+    try:
+        await producer.send_and_wait(changelog, old_state.value, key=key,
+                                     partition=old_state.partition)
+        await producer.send_and_wait(events_topic, deletion.value, key=deletion.key,
+                                     partition=deletion.partition)
+    finally:
+        await producer.stop()
+
+
+def publish_events(env: PulseEnv, path: Path, events: list[dict[str, Any]]) -> None:
+    path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in events))
+    env.cli("publish", "--quiet", str(path))

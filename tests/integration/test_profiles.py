@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
-from itertools import pairwise
 from pathlib import Path
 from typing import Any
 
@@ -16,67 +15,26 @@ import redis
 
 from streams.plan import load_plans
 from tests.integration.conftest import PulseEnv, wait_for
+from tests.offline import recompute_profile
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 PLAN = load_plans()["onepercent"]
 
 
 def expected_profile(events: list[dict[str, Any]], at: datetime) -> dict[str, Any]:
-    """Seed 001's formulas, written out again from the seed, on one user's events."""
-    tz = PLAN.tz
-    today = at.astimezone(tz).date()
-    day = {e["event_id"]: datetime.fromisoformat(e["timestamp"]).astimezone(tz).date()
-           for e in events}
-    sessions = [e for e in events if e["event"] == "session_start"]
-    active = sorted({day[e["event_id"]] for e in sessions})
-    joined = active[0]  # onepercent: the first activity registers the user
-    first_week = joined + timedelta(days=7)
-    lifecycle = (today - joined).days
-    days30 = sum(1 for d in active if (today - d).days <= 29)
-    features = {e["properties"]["feature"] for e in events if e["event"] == "feature_used"
-                and (today - day[e["event_id"]]).days <= 29}
-    last = max(datetime.fromisoformat(e["timestamp"]) for e in sessions)
-    inactive = int((at - last).total_seconds() // 86400)
-    gaps = [(b - a).days - 1 for a, b in pairwise(active)]
-    returns = sum(1 for g in gaps if g > 7)
-    first_week_active = sum(1 for d in active if d <= first_week)
-    ai = sum(1 for e in events if e["event"] == "ai_coach_message"
-             and day[e["event_id"]] <= first_week)
-    broken = any(e["event"] == "streak_broken" and day[e["event_id"]] <= first_week
-                 for e in events)
-    diversity = round(len(features) / 6, 4)
-    if inactive >= 30:
-        segment = "churned"
-    elif days30 >= 20 and diversity >= 0.7:
-        segment = "enthusiast"
-    elif 4 <= days30 <= 10 and diversity < 0.4:
-        segment = "quiet_user"
-    elif lifecycle >= 7 and first_week_active >= 5 and days30 < 5:
-        segment = "test_driver"
-    elif returns:
-        segment = "returned"
-    elif lifecycle < 7:
-        segment = "new_user"
-    else:
-        segment = "quiet_user"
-    score = (35 if inactive >= 7 else 20 if inactive >= 3 else 5 if inactive >= 1 else 0)
-    score += 25 if lifecycle <= 7 and broken else 0
-    score += 20 if lifecycle <= 7 and ai == 0 else 0
-    level = ("critical" if score >= 60 else "high" if score >= 40 else
-             "medium" if score >= 20 else "low")
-    return {"lifecycle_day": lifecycle, "days_active_30": days30,
-            "feature_diversity": diversity, "days_inactive": inactive,
-            "return_count": returns, "first_week_active": first_week_active,
-            "longest_inactive_period": max([*gaps, (today - active[-1]).days]),
-            "segment": segment, "risk_score": score, "churn_risk": level}
+    """Seed 001's formulas, written out again from the seed (tests.offline), on one user's
+    events at instant `at`."""
+    return recompute_profile(events, at, PLAN)
 
 
 def test_profiles_in_postgres_and_redis_match_the_seed_formulas(
     pulse_env: PulseEnv, tmp_path: Path
 ) -> None:
     out = tmp_path / "onepercent.jsonl"
+    # Some events arrive late (up to two days): late goal events inside a journey window
+    # must still count, and a late first session moves every window.
     pulse_env.cli("generate", "--app", "onepercent", "--users", "80", "--days", "45", "--seed",
-                  "8", "--out", str(out))
+                  "8", "--late", "0.1", "--out", str(out))
     events = [orjson.loads(line) for line in out.read_bytes().splitlines()]
     by_user: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for event in events:
@@ -105,8 +63,17 @@ def test_profiles_in_postgres_and_redis_match_the_seed_formulas(
 
     def same_in_redis(user: str, row: dict[str, Any]) -> bool:
         live = client.hgetall(f"pulse:profile:onepercent:{user}")
-        return bool(live) and (live["segment"], live["churn_risk"], int(live["days_active_30"])
-                               ) == (row["segment"], row["churn_risk"], row["days_active_30"])
+        end = row["trial_end_date"]
+        return bool(live) and (
+            live["segment"], live["churn_risk"], int(live["days_active_30"]),
+            live["is_trial"], live["trial_end_date"], live["current_milestone"],
+            orjson.loads(live["completed_milestones"]), orjson.loads(live["next_milestone"]
+                                                                     or "null"),
+            float(live["completion_rate"])) == (
+            row["segment"], row["churn_risk"], row["days_active_30"],
+            "true" if row["is_trial"] else "false", "" if end is None else end.isoformat(),
+            "" if row["current_milestone"] is None else str(row["current_milestone"]),
+            row["completed_milestones"], row["next_milestone"], row["completion_rate"])
 
     try:
         for user, row in found.items():
@@ -122,6 +89,17 @@ def test_profiles_in_postgres_and_redis_match_the_seed_formulas(
     finally:
         client.close()
     assert len(segments) >= 3  # the traffic exercises several segments
+    # ...and the trial and the journey: users in trial, some of them with churn factor 4
+    # (fewer than 4 active days), each milestone completed by someone, rates strictly between.
+    in_trial = [r for r in found.values() if r["is_trial"]]
+    assert len(in_trial) >= 3 and all(r["trial_end_date"] > r["evaluated_at"].date()
+                                      for r in in_trial)
+    assert any(r["days_active_30"] < 4 for r in in_trial)
+    assert any(r["days_active_30"] >= 4 for r in found.values() if not r["is_trial"])
+    done = {m for r in found.values() for m in r["completed_milestones"]}
+    assert done == {0, 1, 2, 3}
+    assert any(0 < r["completion_rate"] < 1 for r in found.values())
+    assert len({r["current_milestone"] for r in found.values()}) >= 4
     # The live gauges follow each evaluation (no need to wait for the hourly sweep).
     for segment in segments:
         assert worker.total("pulse_users_by_segment", app="onepercent", segment=segment) == sum(

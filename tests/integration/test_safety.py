@@ -5,6 +5,7 @@ Plans are the bundled ones with the crisis SLA shortened, so a breach happens wi
 
 from __future__ import annotations
 
+import asyncio
 import shutil
 import time
 import uuid
@@ -16,8 +17,10 @@ import orjson
 import psycopg
 import pytest
 
+from streams.changelog import read_latest
 from streams.envelope import id_hash
 from streams.plan import PLANS_DIR
+from tables.activity import decode_state
 from tables.crisis import incident_id
 from tests.integration.conftest import Alertmanager, PulseEnv, wait_for
 
@@ -143,3 +146,47 @@ def test_worker_killed_with_open_incident_still_pages_after_restart(
                       if a["labels"]["alertname"] == "CrisisSlaBreach"], 120,
              "the breach alert after the restart")
     assert second.total("pulse_crisis_sla_breaches_total", app=APP) == 1
+
+
+def closed_in_changelog(pulse: PulseEnv) -> list[str]:
+    """Incident ids of closed incidents in the latest user states of the changelog."""
+    topic = f"{pulse.env['PULSE_APP_ID']}-users-changelog"
+    latest = asyncio.run(read_latest(pulse.addresses.kafka_bootstrap, topic,
+                                     range(int(pulse.env["PULSE_PARTITIONS"]))))
+    states = [decode_state(raw) for raw in latest.values() if raw]
+    return [s.crisis.closed.incident_id for s in states if s.crisis and s.crisis.closed]
+
+
+def test_worker_killed_before_writing_the_closing_row_writes_it_after_restart(
+    safety_env: PulseEnv
+) -> None:
+    """The escalation reached the worker's state (changelog) but not PostgreSQL when it was
+    killed: the replayed escalation is a duplicate, so the row comes from the recovered state."""
+    first = safety_env.worker().ready()
+    wait_for(lambda: table_exists(safety_env), 60,
+             "the schema")
+    with psycopg.connect(safety_env.database_url) as blocker:
+        # Writes to the audit table wait (reads do not): the worker's sink is stuck.
+        blocker.execute("LOCK TABLE crisis_incidents IN EXCLUSIVE MODE")
+        event = detection("e" * 32, datetime.now(UTC) - timedelta(seconds=1))
+        publish(safety_env, event, crisis_event("crisis_escalated", "e" * 32, datetime.now(UTC),
+                                                level="moderate", action="hotline"))
+        wait_for(lambda: closed_in_changelog(safety_env) == [incident_of(event)], 60,
+                 "the closed incident in the changelog")
+        assert first.total("pulse_crisis_escalations_total", app=APP) == 1
+        first.kill()
+        assert audit(safety_env, incident_of(event)) is None
+        blocker.rollback()
+    second = safety_env.worker().ready()
+    wait_for(lambda: (audit(safety_env, incident_of(event)) or {}).get("status") == "escalated",
+             60, "the closing row written by the restarted worker")
+    row = audit(safety_env, incident_of(event))
+    assert row is not None and row["action"] == "hotline" and row["detections"] == 1
+    # Nothing was applied twice: the restarted worker saw no new escalation.
+    assert second.total("pulse_crisis_escalations_total", app=APP) == 0
+
+
+def table_exists(pulse: PulseEnv) -> bool:
+    with psycopg.connect(pulse.database_url) as conn:
+        row = conn.execute("SELECT to_regclass('crisis_incidents')").fetchone()
+        return row is not None and row[0] is not None

@@ -20,13 +20,14 @@ import pytest
 from streams.generate import GenOptions, generate
 from streams.plan import load_plans
 from tests.integration.conftest import PulseEnv, wait_for
+from tests.offline import trial_at
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 PLAN = load_plans()["onepercent"]
 TZ = PLAN.tz
 # (type, priority) in the order the cap lets them through: high first, then the seed's table.
-ORDER = (("inactivity_3_days", "high"), ("streak_at_risk", "high"), ("win_back", "medium"),
-         ("first_week_completed", "medium"), ("monthly_report", "medium"))
+ORDER = (("inactivity_3_days", "high"), ("streak_at_risk", "high"), ("trial_expiring", "high"),
+         ("win_back", "medium"), ("first_week_completed", "medium"), ("monthly_report", "medium"))
 
 
 def trigger_key(user: str, kind: str, due: date) -> str:
@@ -64,6 +65,12 @@ def due_at(events: list[dict[str, Any]], at: datetime) -> list[tuple[str, str, d
         if length >= 3:
             found["streak_at_risk"] = (today, {"streak": length,
                                                "last_activity": habits[-1].isoformat()})
+    # The seed's days_remaining = trial_end_date - today, due when 0 < days_remaining <= 3,
+    # for a trial open at `at` (tests.offline.trial_at: started, not ended nor paid for).
+    in_trial, end = trial_at(events, at, PLAN)
+    if in_trial and end is not None and 0 < (end - today).days <= 3:
+        found["trial_expiring"] = (end - timedelta(days=3), {
+            "days_remaining": (end - today).days, "trial_end_date": end.isoformat()})
     lifecycle = (today - joined).days
     days30 = sum(1 for d in active if (today - d).days <= 29)
     if lifecycle == 7 and days30 >= 5:
@@ -100,6 +107,12 @@ def hand_built(t: datetime) -> list[dict[str, Any]]:
     events += session("h-win-back", morning(40))
     for n in (30, 4):
         events += session("h-capped", morning(n))  # inactivity and monthly due: cap of one
+    events += session("h-trial", morning(5)) + session("h-trial", morning(1))
+    events.append({"event_id": uuid.uuid4().hex, "app": "onepercent",
+                   "event": "subscription_trial_started", "user_id": "h-trial",
+                   "timestamp": (morning(5) + timedelta(minutes=5)).isoformat(),
+                   "properties": {"plan": "pro",  # ends in two days: remind (0 < 2 <= 3)
+                                  "trial_end_date": (day + timedelta(days=2)).isoformat()}})
     return events
 
 
@@ -164,7 +177,11 @@ def test_triggers_from_events_and_the_sweep_match_the_seed_rules(
             if row["user_id"].startswith("h-")}
     assert hand == {"h-streak": "streak_at_risk", "h-first-week": "first_week_completed",
                     "h-monthly": "monthly_report", "h-win-back": "win_back",
-                    "h-capped": "inactivity_3_days"}
+                    "h-capped": "inactivity_3_days", "h-trial": "trial_expiring"}
+    trial_row = next(r for r in expected.values() if r["user_id"] == "h-trial")
+    assert trial_row["context"] == {
+        "days_remaining": 2,
+        "trial_end_date": (t.astimezone(TZ).date() + timedelta(days=2)).isoformat()}
 
     def rows() -> dict[str, dict[str, Any]]:
         found = query("SELECT trigger_id, user_id, type, priority, status, context, created_at,"

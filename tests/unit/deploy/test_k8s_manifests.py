@@ -201,7 +201,7 @@ def test_containers_run_real_commands_with_resources_as_the_image_user() -> None
             for kind in ("requests", "limits"):
                 assert {"cpu", "memory"} <= set(container["resources"][kind]), where
             if container.get("securityContext", {}).get("readOnlyRootFilesystem"):
-                # Faust writes its data dir into the working directory (PULSE_STATE_DIR).
+                # Faust writes its data dir under PULSE_STATE_DIR.
                 mounts = {m["mountPath"]: m["name"] for m in container["volumeMounts"]}
                 volume = mounts[state_dir.group(1)]
                 assert {"name": volume, "emptyDir": {}} in spec["volumes"], where

@@ -134,3 +134,19 @@ def test_output_does_not_depend_on_the_wall_clock() -> None:
     first = gen("emotional_balance")
     assert any("slot_datetime" in doc["properties"] for doc in first)
     assert gen("emotional_balance", clock=END + timedelta(seconds=1)) == first
+
+
+def test_onepercent_trials_carry_their_end_date_and_journey_goal_events() -> None:
+    """What the profile's trial and journey read: every trial start names the local date its
+    trial is decided (7 days on), and the journey's goal events are generated."""
+    plan = PLANS["onepercent"]
+    events = gen("onepercent", users=60, days=30)
+    starts = [e for e in events if e["event"] == "subscription_trial_started"]
+    assert starts
+    for e in starts:
+        decided = when(e) + timedelta(days=7)
+        assert e["properties"]["trial_end_date"] == decided.astimezone(plan.tz).date().isoformat()
+        assert "trial_end_date" in (validated(e).props or {})  # carried to the state
+    assert plan.journey is not None
+    names = Counter(e["event"] for e in events)
+    assert all(names[n] > 0 for m in plan.journey.milestones for n in m.goal.events)

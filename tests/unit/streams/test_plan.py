@@ -235,3 +235,40 @@ def test_monthly_report_reads_carried_properties() -> None:
     assert plan.carried["goal_progress_50"] == ("progress",)
     assert "feature" in plan.carried["feature_used"]
     assert all(p.monthly_report is None for app, p in PLANS.items() if app != "onepercent")
+
+
+@pytest.mark.parametrize(("old", "new", "problem"), [
+    ("days: [4, 7]", "days: [3, 7]", "after the previous milestone's window"),
+    ("days: [8, 14]", "days: [14, 8]", "from ≤ to"),
+    ("events: [journal_entry], count: 3", "events: [diary], count: 3",
+     "goal event 'diary' is not an event"),
+    ("events: [journal_entry], count: 3", "events: [journal_entry], count: 0", "count ≥ 1"),
+    ("    - id: 3", "    - id: 2", "milestone id 2 is used twice"),
+])
+def test_broken_journey_section(tmp_path: Path, old: str, new: str, problem: str) -> None:
+    text = (PLANS_DIR / "onepercent.yaml").read_text(encoding="utf-8")
+    head, section = text.split("\njourney:\n")
+    assert old in section
+    path = tmp_path / "onepercent.yaml"
+    path.write_text(f"{head}\njourney:\n{section.replace(old, new)}", encoding="utf-8")
+    with pytest.raises(PlanError, match=problem):
+        load_plan(path)
+
+
+def test_journey_needs_a_profile(tmp_path: Path) -> None:
+    text = (PLANS_DIR / "onepercent.yaml").read_text(encoding="utf-8")
+    head, rest = text.split("\nprofile:\n")
+    rest = rest.split("\n\n", 1)[1]  # drop the profile section
+    path = tmp_path / "onepercent.yaml"
+    path.write_text(f"{head}\n{rest}", encoding="utf-8")
+    with pytest.raises(PlanError, match="the journey is part of the retention profile"):
+        load_plan(path)
+
+
+def test_trial_end_date_travels_with_the_trial_start() -> None:
+    plan = PLANS["onepercent"]
+    assert plan.revenue is not None
+    assert plan.revenue.events["subscription_trial_started"].end_date == "trial_end_date"
+    assert "trial_end_date" in plan.carried["subscription_trial_started"]
+    assert plan.triggers is not None and plan.triggers.trial_expiring is not None
+    assert plan.triggers.trial_expiring.end_property == "trial_end_date"

@@ -7,11 +7,13 @@ import pytest
 from tables.crisis import (
     CrisisState,
     SafetyConfig,
+    audit_incidents,
     next_due,
     on_close,
     on_decline,
     on_detect,
     on_timer,
+    retained,
 )
 
 CFG = SafetyConfig(detect="crisis_detected", close={"crisis_escalated": "property:action"},
@@ -155,3 +157,50 @@ def test_decline_without_incident_is_counted() -> None:
 def test_only_high_and_critical_detections_page_at_once(level: str, pages: bool) -> None:
     fx = detect(CrisisState(), level=level)
     assert bool(fx.alerts) is pages
+
+
+AUDIT = 90 * 86400.0
+
+
+def test_closed_incident_stays_in_state_while_its_audit_row_is_kept() -> None:
+    state = CrisisState()
+    detect(state)
+    opened = state.open
+    assert audit_incidents(state) == [opened]
+    close(state, T0 + 10)
+    assert state.open is None and state.closed is opened and opened.status == "escalated"
+    # A restart writes the closing row again from the state alone.
+    assert audit_incidents(state) == [opened]
+    assert retained(state, T0 + 11, AUDIT) is state
+    # A second incident: both the new open one and the last closed one are rewritten.
+    detect(state, ts=T0 + 100, hid=5)
+    assert audit_incidents(state) == [state.open, opened]
+    # Past audit retention the closed incident leaves the state (its row was purged).
+    assert retained(state, T0 + 10 + AUDIT + 1, AUDIT) is state and state.closed is None
+    close(state, T0 + 200)
+    assert retained(state, T0 + 200 + AUDIT - 1, AUDIT) is state
+    assert retained(state, T0 + 200 + AUDIT + 1, AUDIT) is None
+
+
+def test_declined_expired_and_out_of_order_closings_are_kept_as_last_closed() -> None:
+    declining = SafetyConfig(detect="crisis_detected", close={"crisis_escalated": "action"},
+                             decline="crisis_declined", decline_closes=True)
+    state = CrisisState()
+    detect(state, cfg=declining)
+    on_decline(state, declining, "eb", T0 + 5, T0 + 5)
+    assert state.closed is not None and state.closed.status == "expired"
+
+    state = CrisisState()
+    detect(state)
+    on_timer(state, CFG, "eb", T0 + 60 + 3600)
+    assert state.open is None and state.closed is not None
+    assert state.closed.status == "expired"
+
+    state = CrisisState()
+    close(state, T0 + 30)  # the escalation first: an orphan
+    assert state.closed is None and audit_incidents(state) == []
+    assert state.orphan is not None
+    orphan_id = state.orphan.incident_id
+    detect(state, ts=T0)
+    assert state.closed is not None and state.closed.status == "escalated"
+    assert state.closed.incident_id == orphan_id and state.orphan is None

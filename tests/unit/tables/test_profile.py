@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from tables.journey import Journey
 from tables.profile import ProfileConfig, ProfileInputs, evaluate, observe, risk_of, segment_of
+from tables.trial import Trial
 
 CFG = ProfileConfig(feature_event="feature_used", feature_property="feature",
                     ai_event="ai_coach_message", streak_broken_event="streak_broken")
@@ -60,3 +62,36 @@ def test_evaluate_counts_windows_relative_to_now() -> None:
     assert profile.longest_inactive_period == 26  # T-29 … T-2
     assert profile.first_week_active == 2
     assert profile.retention_score == 100 - profile.risk_score
+
+
+@pytest.mark.parametrize("is_trial,days30,score,level", [
+    (True, 3, 20, "medium"),  # fewer than 4 active days in 30 while in trial: + 20
+    (True, 4, 0, "low"),  # 4 days is once a week: no factor
+    (False, 0, 0, "low"),  # not in trial (never, or the trial ended): no factor
+])
+def test_churn_factor_four_low_engagement_in_trial(is_trial: bool, days30: int, score: int,
+                                                   level: str) -> None:
+    assert risk_of(0, 30, False, 0, True, is_trial, days30) == (score, level)
+
+
+def test_all_four_factors_add_up() -> None:
+    # 35 (7 days inactive) + 25 (streak broken, first week) + 20 (no AI) + 20 (trial, 1 day).
+    assert risk_of(7, 7, True, 0, True, True, 1) == (100, "critical")
+
+
+def test_evaluate_reads_the_trial_and_journey_at_the_instant() -> None:
+    inputs = observe(None, CFG, "session_start", NOW - 3600, T, T - 10, True, None)
+    active = [T - 10, T]
+    in_trial = evaluate(active, T - 10, inputs, CFG, NOW, T, Trial(True, T + 2))
+    assert (in_trial.is_trial, in_trial.trial_end_date) == (True, T + 2)
+    assert in_trial.days_active_30 == 2 and in_trial.risk_score == 20  # factor 4 alone
+    assert in_trial.churn_risk == "medium" and in_trial.retention_score == 80
+    over = evaluate(active, T - 10, inputs, CFG, NOW, T, Trial(False, None))
+    assert (over.is_trial, over.risk_score, over.churn_risk) == (False, 0, "low")
+    journey = Journey(2, [0, 1], {"id": 2, "progress": 1, "target": 3}, 0.6667)
+    p = evaluate(active, T - 10, inputs, CFG, NOW, T, journey=journey)
+    assert (p.current_milestone, p.completed_milestones, p.next_milestone,
+            p.completion_rate) == (2, [0, 1], {"id": 2, "progress": 1, "target": 3}, 0.6667)
+    bare = evaluate(active, T - 10, inputs, CFG, NOW, T)
+    assert (bare.is_trial, bare.current_milestone, bare.completed_milestones,
+            bare.next_milestone, bare.completion_rate) == (False, None, [], None, 0.0)

@@ -165,9 +165,49 @@ def test_trial_end_from_a_property_and_stopped_by_conversion() -> None:
     assert trial is not None and trial.trial_end_day is None
 
 
-def test_onepercent_has_no_trial_rule() -> None:
-    assert CFG.trial_expiring is None  # no subscription events in its plan
-    assert observe_trial(None, CFG, "session_start", {}, T, TZ) is None
+@pytest.mark.parametrize("remaining,due", [(4, False), (3, True), (1, True), (0, False)])
+def test_onepercent_trial_expiring_from_its_subscription_events(remaining: int,
+                                                                due: bool) -> None:
+    """The plan's rule as configured: the seed's 0 < days_remaining ≤ 3, priority high, data
+    {days_remaining, trial_end_date}; the trial's end event stops it."""
+    end = date.fromordinal(T + remaining + EPOCH_ORDINAL).isoformat()
+    trial = observe_trial(None, CFG, "subscription_trial_started",
+                          {"plan": "pro", "trial_end_date": end}, T - 3, TZ)
+    assert trial is not None and trial.trial_end_day == T + remaining
+    found = due_types(view(active=[T]), at(T, 8), trial, CFG)
+    assert found.get("trial_expiring") == (
+        (T + remaining - 3, {"days_remaining": remaining, "trial_end_date": end}) if due
+        else None)
+    state, created, _ = run(view(active=[T]), at(T, 8), trial, CFG)
+    assert created == (["trial_expiring"] if due else [])
+    assert state is not None
+    assert [t.priority for t in state.triggers] == (["high"] if due else [])
+    stopped = observe_trial(trial, CFG, "subscription_trial_ended",
+                            {"plan": "pro", "converted": False}, T, TZ)
+    assert stopped is not None and stopped.trial_end_day is None
+    assert "trial_expiring" not in due_types(view(active=[T]), at(T, 8), stopped, CFG)
+
+
+def test_late_trial_events_apply_in_time_order() -> None:
+    """A conversion delivered before its trial's start (a late start) leaves no trial to
+    remind of; a stop of an earlier trial delivered late does not end the running one."""
+    start = {"plan": "pro", "trial_end_date": date.fromordinal(T + 2 + EPOCH_ORDINAL).isoformat()}
+    converted = observe_trial(None, CFG, "subscription_activated", {"plan": "pro"}, T, TZ,
+                              at(T, 9))
+    converted = observe_trial(converted, CFG, "subscription_trial_started", start, T - 5, TZ,
+                              at(T - 5, 9))
+    assert converted is not None and converted.trial_end_day is None
+    running = observe_trial(None, CFG, "subscription_trial_started", start, T - 5, TZ,
+                            at(T - 5, 9))
+    running = observe_trial(running, CFG, "subscription_trial_ended",
+                            {"plan": "basic", "converted": False}, T - 20, TZ, at(T - 20, 9))
+    assert running is not None and running.trial_end_day == T + 2
+    assert "trial_expiring" in due_types(view(active=[T]), at(T, 8), running, CFG)
+    # An older start delivered late does not replace the newer trial's end.
+    running = observe_trial(running, CFG, "subscription_trial_started",
+                            {"plan": "basic", "trial_end_date": "2020-01-01"}, T - 30, TZ,
+                            at(T - 30, 9))
+    assert running is not None and running.trial_end_day == T + 2
 
 
 # ---- bookkeeping ----------------------------------------------------------------------------
