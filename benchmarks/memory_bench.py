@@ -40,6 +40,7 @@ from streams.envelope import ValidEvent, id_hash, user_key
 from streams.generate import EventFactory, GenOptions, generate
 from streams.plan import Plan, load_plans
 from streams.privacy import Pseudonymizer
+from streams.settings import Settings
 from streams.validate import Limits, local_day, validate_record
 from tables.activity import StateConfig, UserState, apply, encode_state
 from tables.state_wire import pack_counters
@@ -60,7 +61,8 @@ def stub_pipeline(plans: dict[str, Plan]) -> Any:
     return SimpleNamespace(plans=plans, metrics=Metrics(CollectorRegistry()),
                            crisis_sink=drop, streak_sink=drop, profile_sink=drop,
                            funnel_sink=drop, alerts_topic=drop, derived_topic=drop,
-                           redis_profiles=None, alertmanager=None)
+                           redis_profiles=None, alertmanager=None,
+                           settings=Settings())  # the keepers read defaults from it
 
 
 def state_configs(plans: dict[str, Plan]) -> dict[str, StateConfig]:
