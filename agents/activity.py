@@ -19,6 +19,7 @@ import orjson
 
 from agents.business import BusinessKeeper
 from agents.business_gauges import BusinessGauges
+from agents.cohort_breakdowns import BreakdownKeeper
 from agents.experiments import ExperimentKeeper
 from agents.forget import Forgetter
 from agents.monthly import MonthlyKeeper
@@ -61,6 +62,7 @@ def register(p: Pipeline) -> None:
     experiments = ExperimentKeeper(p)
     forgetter = Forgetter(p, profiles, triggers, business, experiments)
     monthly = MonthlyKeeper(p)  # monthly report per user (seed 001 API 5)
+    breakdowns = BreakdownKeeper(p)  # cohort breakdowns by user property (seed 002 §6)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
 
@@ -155,6 +157,8 @@ def register(p: Pipeline) -> None:
                     p.funnel_sink.put((event.app, event.user_id, funnel), (
                         event.app, event.user_id, funnel, len(steps),
                         [datetime.fromtimestamp(ts, UTC) for ts, _ in steps]))
+            if breakdowns.after_events(user_events[0].app, state, user_events, agg):
+                changed = True
             if changed or not forgotten:  # a forgotten user's rows must not come back
                 business.publish(user_events[0].app, user_events[0].user_id, state)
             if profiled:

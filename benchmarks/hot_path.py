@@ -44,7 +44,8 @@ def main() -> None:
     limits = Limits(ids=Pseudonymizer(BENCH_USER_ID_SECRET))
     configs = {name: StateConfig(session_gap=float(plan.session_gap_seconds),
                                  counters=plan.counters, funnels=plan.funnels,
-                                 groups=plan.groups)
+                                 groups=plan.groups,
+                                 breakdowns=plan.cohorts.breakdowns if plan.cohorts else {})
                for name, plan in plans.items()}
 
     def validate() -> list[ValidEvent]:

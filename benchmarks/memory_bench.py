@@ -66,8 +66,10 @@ def stub_pipeline(plans: dict[str, Plan]) -> Any:
 
 
 def state_configs(plans: dict[str, Plan]) -> dict[str, StateConfig]:
+    """As the worker builds them (streams.app.build_worker), with the default history."""
     return {name: StateConfig(session_gap=float(plan.session_gap_seconds),
-                              counters=plan.counters, funnels=plan.funnels)
+                              counters=plan.counters, funnels=plan.funnels, groups=plan.groups,
+                              breakdowns=plan.cohorts.breakdowns if plan.cohorts else {})
             for name, plan in plans.items()}
 
 

@@ -176,10 +176,28 @@ ON CONFLICT (app, day, counter, dimension) DO UPDATE SET
   value = EXCLUDED.value, updated_at = now()
 """
 # A funnel step that moved to another day (a late event) leaves a count of 0 behind: nobody.
+# So does a cohort breakdown value its last user moved away from (tables.cohort_breakdowns).
 _DROP_EMPTY_FUNNEL_COUNTS = """
 DELETE FROM app_daily_counters c USING unnest(%s::text[], %s::date[]) AS t(app, day)
 WHERE c.app = t.app AND c.day = t.day AND c.value = 0
-  AND (c.counter LIKE 'funnel:%%' OR c.counter LIKE 'group:%%')
+  AND (c.counter LIKE 'funnel:%%' OR c.counter LIKE 'group:%%' OR c.counter LIKE 'cohort:%%')
+"""
+
+
+# A partition's counters of a day are written whole (the aggregates hand over every key of the
+# partition's day): a key it no longer has must not keep its old count. After a restart the
+# aggregates are rebuilt from user state, which has no key for a cohort share or funnel step
+# that moved away while its zero was still unwritten when the worker died (chaos test).
+_DROP_PARTITION_COUNTERS = """
+DELETE FROM app_daily_counters_partitions p
+USING unnest(%s::text[], %s::date[], %s::int[]) AS t(app, day, partition)
+WHERE p.app = t.app AND p.day = t.day AND p.partition = t.partition
+"""
+_DROP_VANISHED_COUNTS = """
+DELETE FROM app_daily_counters c USING unnest(%s::text[], %s::date[]) AS t(app, day)
+WHERE c.app = t.app AND c.day = t.day AND NOT EXISTS (
+  SELECT 1 FROM app_daily_counters_partitions p
+  WHERE p.app = c.app AND p.day = c.day AND p.counter = c.counter AND p.dimension = c.dimension)
 """
 
 
@@ -202,10 +220,14 @@ class AppCounterSink(BatchingSink[DailyKey]):
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_COUNTERS_LOCK,))
             async with conn.cursor() as cur:
+                await cur.execute(_DROP_PARTITION_COUNTERS, (
+                    [app for app, _, _ in rows], [day_to_date(day) for _, day, _ in rows],
+                    [part for _, _, part in rows]))
                 await cur.executemany(_UPSERT_COUNTER_PARTITION, params)
                 keys = ([app for app, _ in touched], [day_to_date(day) for _, day in touched])
                 await cur.execute(_RECOMPUTE_COUNTERS, keys)
                 await cur.execute(_DROP_EMPTY_FUNNEL_COUNTS, keys)
+                await cur.execute(_DROP_VANISHED_COUNTS, keys)
 
 
 _UPSERT_FUNNEL = """

@@ -157,7 +157,8 @@ def build_worker(settings: Settings, connections: Connections,
     state_configs = {
         name: StateConfig(session_gap=float(plan.session_gap_seconds),
                           history_days=settings.history_days, dedupe_days=settings.dedupe_days,
-                          counters=plan.counters, funnels=plan.funnels, groups=plan.groups)
+                          counters=plan.counters, funnels=plan.funnels, groups=plan.groups,
+                          breakdowns=plan.cohorts.breakdowns if plan.cohorts else {})
         for name, plan in plans.items()
     }
     # The audit log is written promptly: on-call may look an incident up while it is open.

@@ -221,7 +221,7 @@ null = unknown (e.g. retention whose day has not come, or change from 0).
 @click.option("--section", "sections", multiple=True,
               type=click.Choice(["overview", "cohorts", "funnel", "segments", "churn_risk",
                                  "paying_users", "costs", "daily", "crisis",
-                                 "experiments", "monthly"]),
+                                 "experiments", "monthly", "cohort_breakdowns"]),
               help="only these sections (repeatable; default: all)")
 @click.option("--format", "fmt", type=click.Choice(["table", "json", "csv"]), default="table")
 @settings_options

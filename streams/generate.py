@@ -20,6 +20,9 @@ from streams.plan import CONTROL_GROUP, Plan, PropertySpec
 from tables.funnels import Condition
 
 PROFILES = (("loyal", 0.25, 0.75), ("casual", 0.45, 0.35), ("churner", 0.30, 0.6))
+# Acquisition channels (seed 002 §6 «По каналу привлечения») for the event properties a cohort
+# breakdown's user property is first taken from, so that breakdowns have a few real values.
+CHANNELS = ("organic", "influencer", "paid", "telegram_channel")
 WEEKDAY_FACTOR = (1.0, 1.0, 1.0, 0.95, 0.9, 0.6, 0.55)  # Monday … Sunday
 
 
@@ -60,11 +63,17 @@ class EventFactory:
         self.counter = 0
         # Free-form strings a funnel step's condition asks for by equality.
         self.wanted: dict[tuple[str, str], list[Any]] = {}
+        self.channels: set[tuple[str, str]] = set()  # (event, property) drawn from CHANNELS
         for funnel in plan.funnels.values():
             for step in funnel.steps:
                 for prop, value in step.where.items():
                     if not isinstance(value, Condition):
                         self.wanted.setdefault((step.event, prop), []).append(value)
+        for breakdown in (plan.cohorts.breakdowns.values() if plan.cohorts else ()):
+            rule = plan.user_properties.get(breakdown.property)
+            if rule is not None and rule.derive == "first_value" and rule.property:
+                for name in rule.events or ():
+                    self.channels.add((name, rule.property))
 
     def user_id(self, n: int) -> str:
         if self.plan.privacy.user_id == "hashed":
@@ -73,6 +82,8 @@ class EventFactory:
 
     def value(self, name: str, spec: PropertySpec, ts: datetime, event: str = "") -> Any:
         rng = self.rng
+        if (event, name) in self.channels:
+            return rng.choice(CHANNELS)
         wanted = self.wanted.get((event, name))
         if wanted and rng.random() < 0.5:
             return rng.choice(wanted)  # values funnel conditions look for, e.g. "landing"
@@ -172,7 +183,7 @@ def _registration(factory: EventFactory, user: int, ts: datetime) -> list[dict[s
 
 
 def _journeys(factory: EventFactory, rng: random.Random, user: int, signup: datetime,
-              end: datetime) -> list[dict[str, Any]]:
+              end: datetime, engaged: bool = False) -> list[dict[str, Any]]:
     plan = factory.plan
 
     def make(name: str, ts: datetime, props: dict[str, Any]) -> dict[str, Any]:
@@ -186,7 +197,7 @@ def _journeys(factory: EventFactory, rng: random.Random, user: int, signup: date
 
     out = []
     if plan.revenue is not None:
-        out += business.subscription_journey(plan, rng, signup, end, make)
+        out += business.subscription_journey(plan, rng, signup, end, make, engaged)
     if "total_rebate_earned" in plan.user_properties:
         out += business.rebate_journey(plan, rng, signup, end, make)
     return out
@@ -227,7 +238,8 @@ def generate(plan: Plan, options: GenOptions) -> Iterator[dict[str, Any]]:
                 keeps_habit = habit if i == 0 and rng.random() < 0.85 else None
                 events.extend(factory.session(user, start, keeps_habit))
                 if offset == signup and i == 0:
-                    events.extend(_journeys(factory, journeys, user, start, end))
+                    events.extend(_journeys(factory, journeys, user, start, end,
+                                            engaged=profile[0] == "loyal"))
     events = [e for e in events if datetime.fromisoformat(e["timestamp"]) <= end]
     events.sort(key=lambda e: datetime.fromisoformat(e["timestamp"]))
     return iter(_deliver(events, options, rng))

@@ -47,7 +47,9 @@ def price(plan: Plan, tier: str) -> float:
 
 
 def subscription_journey(plan: Plan, rng: random.Random, signup: datetime, end: datetime,
-                         make: Make) -> list[dict[str, Any]]:
+                         make: Make, engaged: bool = False) -> list[dict[str, Any]]:
+    """`engaged` users (the loyal ones) try and buy twice as often: paying users are the
+    active ones, so seed 001's funnel (active on day 1 and 7 → trial → paid) has people."""
     cfg = plan.revenue
     assert cfg is not None
     names = _names(plan)
@@ -72,7 +74,7 @@ def subscription_journey(plan: Plan, rng: random.Random, signup: datetime, end: 
             props[spec.end_date] = extra["end_date"]
         out.append(make(name, ts, props))
 
-    roll = rng.random()
+    roll = rng.random() * (0.5 if engaged else 1.0)  # one draw either way: same stream
     tier = rng.choice(tiers)
     start = signup + timedelta(hours=rng.uniform(2, 72))
     if roll < 0.35 and "trial_started" in names:
@@ -118,7 +120,8 @@ def rebate_journey(plan: Plan, rng: random.Random, signup: datetime, end: dateti
         return []
     out: list[dict[str, Any]] = []
     at = signup + timedelta(hours=rng.uniform(1, 48))
-    chosen = rng.sample(EXCHANGES, rng.randint(1, 3))
+    # One to five exchanges: every bucket of seed 002's exchanges_count cohorts (1, 2, 3, 4+).
+    chosen = rng.sample(EXCHANGES, rng.randint(1, 5))
     for exchange in chosen:
         at += timedelta(hours=rng.uniform(1, 30))
         out.append(make("exchange_signup_confirmed", at, {"exchange_name": exchange}))

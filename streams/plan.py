@@ -22,6 +22,7 @@ import yaml
 from streams import plan_business
 from streams.errors import PlanError
 from streams.plan_journey import check_journey
+from tables.cohort_breakdowns import CohortsConfig
 from tables.counters import CounterConfig
 from tables.crisis import LEVELS, SafetyConfig
 from tables.experiments import ExperimentConfig
@@ -147,6 +148,7 @@ class PlanSpec(msgspec.Struct, forbid_unknown_fields=True):
     groups: dict[str, GroupConfig] = {}  # B2B groups and their anonymous counts
     monthly_report: MonthlyConfig | None = None  # seed 001 API 5
     journey: JourneyConfig | None = None  # seed 001's 30-day journey
+    cohorts: CohortsConfig | None = None  # cohort breakdowns by user property (seed 002 §6)
 
 
 @dataclass(frozen=True)
@@ -193,6 +195,7 @@ class Plan:
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)
     monthly_report: MonthlyConfig | None = None
     journey: JourneyConfig | None = None
+    cohorts: CohortsConfig | None = None
 
     @cached_property
     def tz(self) -> ZoneInfo:
@@ -401,6 +404,12 @@ def load_plan(path: Path) -> Plan:
             raise PlanError(file, loc.line("funnels", name),
                             f"funnel {name!r}: snake_case name and at least two steps")
         for i, step in enumerate(funnel.steps):
+            if step.active_day is not None:
+                if i == 0 or step.active_day < 0 or step.event or step.where:
+                    raise PlanError(file, loc.line("funnels", name, "steps", i),
+                                    f"funnel {name}: an active_day step is not the first, has a "
+                                    "day ≥ 0, and names no event or conditions")
+                continue
             if step.event not in events:
                 raise PlanError(file, loc.line("funnels", name, "steps", i),
                                 f"funnel {name}: step {step.event!r} is not an event of this plan")
@@ -462,6 +471,8 @@ def load_plan(path: Path) -> Plan:
         plan_business.check_monthly(spec.monthly_report, events, spec.streaks, carried, loc, file)
     if spec.journey is not None:
         check_journey(spec.journey, events, spec.profile is not None, loc, file)
+    if spec.cohorts is not None:
+        plan_business.check_cohorts(spec.cohorts, spec.user_properties, loc, file)
 
     return Plan(
         app=spec.app,
@@ -492,6 +503,7 @@ def load_plan(path: Path) -> Plan:
         groups=spec.groups,
         monthly_report=spec.monthly_report,
         journey=spec.journey,
+        cohorts=spec.cohorts,
     )
 
 

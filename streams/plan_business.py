@@ -3,10 +3,13 @@ streams.plan so that the plan loader gains two calls, not a page."""
 
 from __future__ import annotations
 
+import itertools
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from streams.errors import PlanError
+from tables.cohort_breakdowns import CohortsConfig
 from tables.monthly import MonthlyConfig
 from tables.revenue import RevenueConfig
 from tables.user_props import PropertyRule, carried
@@ -108,3 +111,26 @@ def check_monthly(cfg: MonthlyConfig, events: Mapping[str, EventSpec],
     if cfg.streak_type is not None and cfg.streak_type not in streaks:
         raise PlanError(file, loc.line("monthly_report", "streak_type"),
                         f"monthly_report.streak_type: no streak type {cfg.streak_type!r}")
+
+
+def check_cohorts(cfg: CohortsConfig, rules: Mapping[str, PropertyRule], loc: Any,
+                  file: str) -> None:
+    """Cohort breakdowns name user properties of the plan; bucket bounds ascend."""
+    if cfg.activation is not None and cfg.activation not in rules:
+        raise PlanError(file, loc.line("cohorts", "activation"),
+                        f"cohorts.activation: {cfg.activation!r} is not one of the plan's "
+                        "user_properties")
+    for name, breakdown in cfg.breakdowns.items():
+        where = ("cohorts", "breakdowns", name)
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name):
+            raise PlanError(file, loc.line(*where), f"cohorts.breakdowns: {name!r} is not "
+                            "snake_case")
+        if breakdown.property not in rules:
+            raise PlanError(file, loc.line(*where, "property"),
+                            f"cohorts.breakdowns.{name}: {breakdown.property!r} is not one of "
+                            "the plan's user_properties")
+        bounds = breakdown.buckets
+        if bounds is not None and (not bounds or any(
+                b >= c for b, c in itertools.pairwise(bounds))):
+            raise PlanError(file, loc.line(*where, "buckets"),
+                            f"cohorts.breakdowns.{name}.buckets: at least one bound, ascending")

@@ -16,12 +16,13 @@ import psycopg
 
 from streams import report_queries as q
 from streams.plan import Plan
+from streams.report_breakdowns import breakdown_section
 from streams.report_experiments import experiment_section
 from streams.report_monthly import monthly_section
 from streams.report_period import Period, change
 
 SECTIONS = ("overview", "cohorts", "funnel", "segments", "churn_risk", "paying_users", "costs",
-            "daily", "crisis", "experiments", "monthly")
+            "daily", "crisis", "experiments", "monthly", "cohort_breakdowns")
 CHANGE_COLUMNS = ["current", "previous", "change", "change_pct"]
 CHURN_LEVELS = ("critical", "high", "medium", "low")
 # Period lengths whose distinct active users are a stored number: DAU, WAU, MAU of the last day.
@@ -83,6 +84,7 @@ def build_report(dsn: str, plan: Plan, period: Period, today: date,
         }
         report["experiments"] = experiment_section(conn, plan)
         report["monthly"] = monthly_section(conn, plan, period.end)
+        report["cohort_breakdowns"] = breakdown_section(conn, plan, period, today, cohort_kind)
     return report
 
 
@@ -160,7 +162,7 @@ def funnel_section(conn: psycopg.Connection, plan: Plan, period: Period,
     rows: dict[str, dict[str, Any]] = {}
     for name, cfg in plan.funnels.items():
         reached = q.funnel_steps(conn, plan.app, name, period)
-        steps = [(step.event, reached.get(index, (step.event, 0))[1])
+        steps = [(step.label, reached.get(index, (step.label, 0))[1])
                  for index, step in enumerate(cfg.steps)]
         rows.update(_funnel_rows(name, steps))
     # Seed 001's funnel, over the day cohorts of the period whose day 7 has come.

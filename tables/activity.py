@@ -16,6 +16,9 @@ import msgspec
 
 from streams.envelope import ValidEvent
 from tables.bitmaps import U64, from_wire, to_wire
+from tables.cohort_breakdowns import BreakdownConfig
+from tables.cohort_breakdowns import share as breakdown_share
+from tables.cohort_breakdowns import translate as breakdown_translate
 from tables.counters import CounterConfig, contributions
 from tables.crisis import CrisisState
 from tables.experiments import ExperimentState
@@ -41,6 +44,7 @@ WINDOWS = ((WAU, 7), (MAU, 30))
 RETENTION_DAYS = (1, 3, 7, 14, 30, 60, 90)
 RETAINED = {n: EVENTS + 1 + i for i, n in enumerate(RETENTION_DAYS)}
 NO_DAY = -(2**31)
+_ACTIVITY = "\x00activity"  # funnels_of's key for `active_day` steps (no event has this name)
 _FAR = 1 << 20  # days: farther than any window
 
 
@@ -54,6 +58,8 @@ class StateConfig:
     counters: Mapping[str, CounterConfig] = field(default_factory=dict)
     funnels: Mapping[str, FunnelConfig] = field(default_factory=dict)
     groups: Mapping[str, GroupConfig] = field(default_factory=dict)
+    # Registration cohorts broken down by user properties (tables.cohort_breakdowns).
+    breakdowns: Mapping[str, BreakdownConfig] = field(default_factory=dict)
 
     def moves_groups(self, event: str) -> bool:
         """True for an event by which a user joins or leaves a group."""
@@ -63,17 +69,22 @@ class StateConfig:
             object.__setattr__(self, "_group_events", names)  # frozen: a cache, not state
         return event in names
 
-    def funnels_of(self, event: str) -> tuple[str, ...]:
-        """Names of the funnels with a step on `event` (looked up per event: kept small)."""
+    def funnels_of(self, event: str, activity: bool = False) -> tuple[str, ...]:
+        """Names of the funnels with a step on `event`, or on activity (an `active_day` step)
+        when the event is an activity event (looked up per event: kept small)."""
         index = self.__dict__.get("_funnels_by_event")
         if index is None:
             index = {}
             for name, funnel in self.funnels.items():
                 for step in funnel.steps:
-                    if name not in index.setdefault(step.event, ()):
-                        index[step.event] += (name,)
+                    on = _ACTIVITY if step.active_day is not None else step.event
+                    if name not in index.setdefault(on, ()):
+                        index[on] += (name,)
             object.__setattr__(self, "_funnels_by_event", index)  # frozen: a cache, not state
-        return index.get(event, ())
+        names = index.get(event, ())
+        if activity and _ACTIVITY in index:
+            names += tuple(n for n in index[_ACTIVITY] if n not in names)
+        return names
 
 
 class Session(msgspec.Struct, array_like=True):
@@ -125,6 +136,10 @@ class UserState(msgspec.Struct, array_like=True):
     # Monthly report (seed 001 API 5, tables.monthly): the newest month and the one before it;
     # absent in states written before it.
     monthly: list[MonthCounts] | None = None
+    # Cohort breakdowns (tables.cohort_breakdowns): dimension → the label the user's cohort
+    # share is counted under, and the activation flag; absent while every label is `(none)`
+    # and the user is not activated, and in older states.
+    breakdowns: dict[str, str] | None = None
     # Issue 6: the compact wire form of `counters` (tables.state_wire). Set only inside
     # encode_state; decode_state turns it back into the dict. States written before carry the
     # dict itself and this field empty.
@@ -309,11 +324,11 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
         _cohort(state, deltas, 1)
 
     change = Change(deltas, counters={(key, day): amount for key, amount in counted.items()})
-    for name in cfg.funnels_of(event.event):
+    for name in cfg.funnels_of(event.event, event.activity):
         funnel = cfg.funnels[name]
         funnels = state.funnels if state.funnels is not None else {}
         funnels[name], before, after = funnel_event(funnels.get(name), funnel, event.event,
-                                                    event.ts, day, event.props)
+                                                    event.ts, day, event.props, event.activity)
         state.funnels = funnels
         if after != before:
             change.funnels[name] = after
@@ -352,7 +367,26 @@ def apply(state: UserState, event: ValidEvent, cfg: StateConfig) -> Change:
             moved = groups_after.get(where, 0) - groups_before.get(where, 0)
             if moved:
                 change.counters[where] = change.counters.get(where, 0) + moved
+    if cfg.breakdowns:
+        cohort = {(MEASURES[column], day): amount for (column, day), amount in deltas.items()
+                  if column in MEASURES}
+        if cohort:
+            for where, amount in breakdown_translate(cohort, cfg.breakdowns,
+                                                     state.breakdowns).items():
+                change.counters[where] = change.counters.get(where, 0) + amount
     return change
+
+
+# Cohort columns by their breakdown measure names (tables.cohort_breakdowns).
+MEASURES = {NEW_USERS: "size", **{column: f"d{n}" for n, column in RETAINED.items()}}
+
+
+def cohort_measures(state: UserState) -> list[str] | None:
+    """The cohort measures the user counts in (`size`, `d1`, …) as `contribution` counts
+    them, or None when they are in no cohort it maintains."""
+    if state.reg_day == NO_DAY or state.reg_day not in state.day_stats:
+        return None
+    return ["size", *(f"d{n}" for n in RETENTION_DAYS if is_active(state, state.reg_day + n))]
 
 
 def _cohort(state: UserState, deltas: dict[tuple[int, int], int], sign: int) -> None:
@@ -467,4 +501,9 @@ def counter_contribution(state: UserState,
             out.update(funnel_contribution(name, funnel, funnel_reached(funnel_state, funnel)))
     if state.groups:
         out.update(group_contribution(state.groups, active_days(state)))
+    if cfg is not None and cfg.breakdowns:
+        measures = cohort_measures(state)
+        if measures is not None:
+            out.update(breakdown_share(state.reg_day, measures, cfg.breakdowns,
+                                       state.breakdowns))
     return out

@@ -53,8 +53,9 @@ class DayAggregates:
         self.counters.clear()
         for app, state in users:
             self.add(app, contribution(state, history_days))
-            if state.counters or state.funnels:
-                cfg = configs.get(app) if configs else None
+            cfg = configs.get(app) if configs else None
+            if state.counters or state.funnels or state.groups or (
+                    cfg is not None and cfg.breakdowns):
                 self.add_counters(app, counter_contribution(state, cfg))
 
     def get(self, app: str, day: int) -> list[int]:

@@ -120,7 +120,8 @@ class DayTotals:
                 events_of[day] = events_of.get(day, 0) + events
             if sessions:
                 sessions_of[day] = sessions_of.get(day, 0) + sessions
-        if state.counters or state.funnels:  # as DayAggregates.rebuild
+        if state.counters or state.funnels or state.groups or (
+                cfg is not None and cfg.breakdowns):  # as DayAggregates.rebuild
             mine = self.counters.setdefault(app, {})
             for where, amount in counter_contribution(state, cfg).items():
                 mine[where] = mine.get(where, 0) + amount

@@ -5,6 +5,17 @@ Step k is reached at the earliest occurrence of its event at or after step k-1 w
 are kept — a few per step — because a late event can move an earlier step back in time and
 make one of them count. A user's share of the aggregates is one per reached step, on the local
 day of step 0 (the cohort view) and on the day the step was reached (the daily view).
+
+Two variations (seed 001's conversion funnel: registered → active on day 1 → active on day 7 →
+trial → paid → renewed):
+- a step `{active_day: N}` is a state, not an event: the user was active (any of the plan's
+  activity events) on local day N after step 0's day. It is reached on that day (in an
+  ordered funnel only when the step before it was reached by then), at the later of that day's
+  first activity and the step it follows (or step 0). Its occurrences are the first activity
+  of each local day, a few days kept.
+- a funnel with `ordered: false` anchors every step at step 0 instead of at the previous step:
+  step k counts at its earliest occurrence at or after step 0 (a trial started on day 2 still
+  counts after "active on day 7"); a user reaches step k only with every step before it.
 """
 
 from __future__ import annotations
@@ -46,13 +57,25 @@ class Condition(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 
 
 class FunnelStep(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
-    event: str
+    event: str = ""  # empty for an `active_day` step
     within_days: float | None = None  # counted from step 0
     # Property conditions (seed 002: "page_viewed (landing)", "(available_balance > 0)"): a
     # value means equality, a Condition a comparison; an occurrence counts if all hold.
     where: dict[str, Scalar | Condition] = msgspec.field(default_factory=dict)
+    # Active on local day N after step 0's day (N ≥ 0): see the module docstring.
+    active_day: int | None = None
+    name: str | None = None  # the step's label in the counters; default the event
 
-    def matches(self, event: str, props: Mapping[str, Any] | None) -> bool:
+    @property
+    def label(self) -> str:
+        if self.name:
+            return self.name
+        return self.event if self.active_day is None else f"active_day_{self.active_day}"
+
+    def matches(self, event: str, props: Mapping[str, Any] | None,
+                activity: bool = False) -> bool:
+        if self.active_day is not None:
+            return activity
         if event != self.event:
             return False
         if not self.where:
@@ -71,6 +94,7 @@ class FunnelStep(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
 class FunnelConfig(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     steps: list[FunnelStep]
     description: str = ""
+    ordered: bool = True  # false: every step anchored at step 0 (module docstring)
 
 
 class FunnelState(msgspec.Struct, array_like=True):
@@ -82,9 +106,19 @@ def reached(state: FunnelState, cfg: FunnelConfig) -> list[tuple[float, int]]:
     """(time, local day) of each step reached, in order."""
     out: list[tuple[float, int]] = []
     for k, step in enumerate(cfg.steps):
-        floor = out[-1][0] if out else float("-inf")
+        floor = (out[-1][0] if cfg.ordered else out[0][0]) if out else float("-inf")
         limit = (out[0][0] + step.within_days * 86400 if out and step.within_days is not None
                  else float("inf"))
+        if step.active_day is not None:
+            if not out:
+                break  # never a first step (plans are checked)
+            day = out[0][1] + step.active_day
+            first = next((o for o in state.seen[k] if o[1] == day), None)
+            if first is None or (cfg.ordered and out[-1][1] > day) \
+                    or max(first[0], floor) > limit:
+                break
+            out.append((max(first[0], floor), day))
+            continue
         hit = next((o for o in state.seen[k] if floor <= o[0] <= limit), None)
         if hit is None:
             break
@@ -100,42 +134,68 @@ def contribution(name: str, cfg: FunnelConfig,
         return out
     cohort_day = steps[0][1]
     for k, (_, day) in enumerate(steps):
-        label = f"{k}:{cfg.steps[k].event}"
+        label = f"{k}:{cfg.steps[k].label}"
         out[(counter_key(f"funnel:{name}:cohort", label), cohort_day)] = SCALE
         out[(counter_key(f"funnel:{name}:daily", label), day)] = SCALE
     return out
 
 
 def apply_event(state: FunnelState | None, cfg: FunnelConfig, event: str, ts: float,
-                day: int, props: Mapping[str, Any] | None = None,
+                day: int, props: Mapping[str, Any] | None = None, activity: bool = False,
                 ) -> tuple[FunnelState, list[tuple[float, int]], list[tuple[float, int]]]:
-    """Record an occurrence; return the state and the reached steps before and after."""
+    """Record an occurrence; return the state and the reached steps before and after.
+    `activity`: the event is one of the plan's activity events (for `active_day` steps)."""
     if state is None:
         state = FunnelState([[] for _ in cfg.steps])
     before = reached(state, cfg)
     occurrence = (ts, day)
-    matching = [k for k, step in enumerate(cfg.steps) if step.matches(event, props)]
+    matching = [k for k, step in enumerate(cfg.steps) if step.matches(event, props, activity)]
     if all(k > len(before) or (k < len(before) and occurrence >= before[k]) for k in matching):
         # The common cases need no new reached steps: a repeat of a step already reached, no
         # earlier than when it was (steps only move earlier, so it would be pruned at once),
         # or an occurrence of a step beyond the next one (kept, in case earlier steps arrive).
         for k in matching:
-            if k > len(before) and occurrence not in state.seen[k]:
-                bisect.insort(state.seen[k], occurrence)
-                _trim(state.seen[k])
+            if k > len(before) and record(cfg.steps[k], state.seen[k], occurrence):
+                prune_unreached(cfg.steps[k], state.seen[k], before)
         return state, before, before
     for k in matching:
-        if occurrence not in state.seen[k]:
-            state.seen[k].append(occurrence)
-            state.seen[k].sort()
+        record(cfg.steps[k], state.seen[k], occurrence)
     after = reached(state, cfg)
     for k, occurrences in enumerate(state.seen):
         if k < len(after):
             # Later occurrences never matter: steps only ever move earlier.
             occurrences[:] = [o for o in occurrences if o <= after[k]][-KEEP:]
         else:
-            _trim(occurrences)
+            prune_unreached(cfg.steps[k], occurrences, after)
     return state, before, after
+
+
+def record(step: FunnelStep, occurrences: list[tuple[float, int]],
+           occurrence: tuple[float, int]) -> bool:
+    """Add an occurrence to a step's (sorted) list; True if the list changed. An `active_day`
+    step keeps only the first activity of each local day."""
+    if occurrence in occurrences:
+        return False
+    if step.active_day is not None:
+        same_day = next((i for i, o in enumerate(occurrences) if o[1] == occurrence[1]), None)
+        if same_day is not None:
+            if occurrences[same_day] <= occurrence:
+                return False
+            del occurrences[same_day]
+    bisect.insort(occurrences, occurrence)
+    return True
+
+
+def prune_unreached(step: FunnelStep, occurrences: list[tuple[float, int]],
+                    steps: list[tuple[float, int]]) -> None:
+    """Bound the occurrences of a step not reached. An `active_day` step past a known step 0
+    needs no day after step 0's day + N (step 0 only moves earlier): it keeps the latest KEEP
+    days up to that one."""
+    if step.active_day is not None and steps:
+        last = steps[0][1] + step.active_day
+        occurrences[:] = [o for o in occurrences if o[1] <= last][-KEEP:]
+    else:
+        _trim(occurrences)
 
 
 def _trim(occurrences: list[tuple[float, int]]) -> None:

@@ -145,9 +145,11 @@ def recompute_streaks(
     return rows, dict(milestones)
 
 
-def recompute_counters(events: Iterable[dict[str, Any]],
-                       plans: dict[str, Plan]) -> dict[tuple[str, date, str, str], Decimal]:
-    """app_daily_counters rows: (app, day, counter, dimension) → value, summed in Decimal."""
+def recompute_counters(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
+                       identifies: Iterable[dict[str, Any]] = ()
+                       ) -> dict[tuple[str, date, str, str], Decimal]:
+    """app_daily_counters rows: (app, day, counter, dimension) → value, summed in Decimal.
+    `identifies`: user-properties records (they move users between cohort breakdowns)."""
     out: dict[tuple[str, date, str, str], Decimal] = defaultdict(Decimal)
     for doc in unique(events):
         plan = plans[doc["app"]]
@@ -167,6 +169,8 @@ def recompute_counters(events: Iterable[dict[str, Any]],
     for key, users in recompute_funnels(events, plans).items():
         out[key] += users
     for key, users in recompute_groups(events, plans).items():
+        out[key] += users
+    for key, users in recompute_cohort_breakdowns(events, plans, identifies).items():
         out[key] += users
     return dict(out)
 
@@ -251,7 +255,7 @@ def recompute_funnels(events: Iterable[dict[str, Any]],
     for (app, _user, name), steps in user_funnel_steps(events, plans).items():
         plan, funnel = plans[app], plans[app].funnels[name]
         for k, ts in enumerate(steps):
-            label = f"{k}:{funnel.steps[k].event}"
+            label = f"{k}:{funnel.steps[k].label}"
             cohort = steps[0].astimezone(plan.tz).date()
             out[(app, cohort, f"funnel:{name}:cohort", label)] += 1
             out[(app, ts.astimezone(plan.tz).date(), f"funnel:{name}:daily", label)] += 1
@@ -261,7 +265,10 @@ def recompute_funnels(events: Iterable[dict[str, Any]],
 def user_funnel_steps(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
                       ) -> dict[tuple[str, str, str], list[datetime]]:
     """Each user's reached steps per funnel: step k is the first occurrence of its event (meeting
-    its conditions) at or after step k-1, within its window of step 0."""
+    its conditions) at or after step k-1 (at or after step 0 when the funnel is not ordered),
+    within its window of step 0. An `active_day: N` step is the first activity on the local day
+    N days after step 0's (in an ordered funnel, step k-1 on that day or before), at the later
+    of that activity and step k-1 (step 0)."""
     times: dict[tuple[str, str], list[tuple[datetime, str, dict[str, Any]]]] = defaultdict(list)
     for doc in unique(events):
         times[(doc["app"], doc["user_id"])].append(
@@ -269,15 +276,32 @@ def user_funnel_steps(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
     out: dict[tuple[str, str, str], list[datetime]] = {}
     for (app, user), mine in times.items():
         mine.sort(key=lambda item: item[0])
+        tz = plans[app].tz
+        first_activity: dict[date, datetime] = {}
+        for ts, event, _ in mine:
+            if event in plans[app].activity_events:
+                first_activity.setdefault(ts.astimezone(tz).date(), ts)
         for name, funnel in plans[app].funnels.items():
             steps: list[datetime] = []
             for step in funnel.steps:
-                floor = steps[-1] if steps else None
-                hit = next((ts for ts, event, props in mine if event == step.event
-                            and step_condition_holds(step.where, props)
-                            and (floor is None or ts >= floor)
-                            and (step.within_days is None or not steps
-                                 or ts <= steps[0] + timedelta(days=step.within_days))), None)
+                floor = (steps[-1] if funnel.ordered else steps[0]) if steps else None
+                limit = (steps[0] + timedelta(days=step.within_days)
+                         if steps and step.within_days is not None else None)
+                hit: datetime | None
+                if step.active_day is not None:
+                    assert steps and floor is not None
+                    day = steps[0].astimezone(tz).date() + timedelta(days=step.active_day)
+                    first = first_activity.get(day)
+                    hit = None if first is None else max(first, floor)
+                    if funnel.ordered and steps[-1].astimezone(tz).date() > day:
+                        hit = None
+                    if hit is not None and limit is not None and hit > limit:
+                        hit = None
+                else:
+                    hit = next((ts for ts, event, props in mine if event == step.event
+                                and step_condition_holds(step.where, props)
+                                and (floor is None or ts >= floor)
+                                and (limit is None or ts <= limit)), None)
                 if hit is None:
                     break
                 steps.append(hit)
@@ -638,3 +662,132 @@ def journey_at(events: list[dict[str, Any]], joined: date, today: date,
         "completion_rate": round(len([i for i in started if i in done]) / len(started), 4)
         if started else 0.0,
     }
+# ---- cohort breakdowns (seed 002 §6), recomputed naively -------------------------------------
+
+def _naive_property(name: str, plan: Plan, docs: list[dict[str, Any]],
+                    identifies: Iterable[dict[str, Any]] = ()) -> Any:
+    """A user property from the user's events in time order, for the derivations cohort
+    breakdowns use (first value of a property, a set of values, the size of such a set); a
+    set-once property may also come from identify records (`set` or `set_once`): the earliest
+    write, event or identify, wins (the event on a tie)."""
+    rule = plan.user_properties[name]
+    if rule.derive == "count_of":
+        return len(_naive_property(rule.of[0], plan, docs))
+    feeds = [d for d in docs if d["event"] in (rule.events or plan.activity_events)]
+    values = [(d.get("properties") or {}).get(rule.property or "") for d in feeds]
+    if rule.derive == "first_value":
+        written = [(datetime.fromisoformat(doc["timestamp"]), 1, part[name])
+                   for doc in identifies for part in (doc.get("set") or {},
+                                                      doc.get("set_once") or {})
+                   if name in part]
+        derived = [(datetime.fromisoformat(d["timestamp"]), 0, v) for d, v in zip(
+            feeds, values, strict=True) if v is not None][:1]
+        if written and rule.update != "set_once":
+            raise NotImplementedError("offline breakdowns: identify writes of an update rule")
+        candidates = sorted(written + derived, key=lambda c: (c[0], c[1]))
+        return candidates[0][2] if candidates else None
+    if rule.derive == "union":
+        return {str(v) for v in values if v is not None}
+    if rule.derive == "flag":
+        if any(name in (doc.get("set") or {}) for doc in identifies):
+            raise NotImplementedError("offline breakdowns: identify writes of a flag")
+        return bool(feeds)
+    raise NotImplementedError(f"offline breakdowns do not derive {rule.derive!r}")
+
+
+def breakdown_label(value: Any, buckets: list[float] | None) -> str:
+    """The value's label: the value itself (cut to 64 characters), or its bucket "n", "a-b",
+    "n+" or "<first bound"; "(none)" without a value (or a non-number to bucket)."""
+    if value is None or value == "":
+        return "(none)"
+    if buckets is None:
+        return ("true" if value else "false") if isinstance(value, bool) else str(value)[:64]
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return "(none)"
+
+    def text(bound: float) -> str:
+        return str(int(bound)) if float(bound).is_integer() else str(bound)
+
+    if value < buckets[0]:
+        return "<" + text(buckets[0])
+    lower = max(i for i, bound in enumerate(buckets) if bound <= value)
+    if lower == len(buckets) - 1:
+        return text(buckets[lower]) + "+"
+    low, high = buckets[lower], buckets[lower + 1]
+    return text(low) if high - low == 1 and float(low).is_integer() else f"{text(low)}-{text(high)}"
+
+
+def recompute_cohort_breakdowns(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
+                                identifies: Iterable[dict[str, Any]] = ()
+                                ) -> dict[tuple[str, date, str, str], int]:
+    """Cohort breakdown counter rows (app, cohort day, cohort:<dimension>:<measure>, label):
+    each registered user counts once per dimension, under the label of the property's final
+    value, in `size`, in every dN they were active on (as recompute_cohorts) and in `activated`
+    when the plan's activation property is true."""
+    docs: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for doc in unique(events):
+        if plans[doc["app"]].cohorts is not None:
+            docs[(doc["app"], doc["user_id"])].append(doc)
+    records: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    seen_ids: set[tuple[str, str]] = set()
+    for doc in identifies:
+        if (doc["app"], doc["event_id"]) not in seen_ids:
+            seen_ids.add((doc["app"], doc["event_id"]))
+            records[(doc["app"], doc["user_id"])].append(doc)
+    cohorts = recompute_cohort_members(events, plans)
+    out: dict[tuple[str, date, str, str], int] = defaultdict(int)
+    for (app, user), (cohort, measures) in cohorts.items():
+        plan = plans[app]
+        if plan.cohorts is None:
+            continue
+        mine = sorted(docs[(app, user)], key=lambda d: datetime.fromisoformat(d["timestamp"]))
+        activation = plan.cohorts.activation
+        if activation is not None and _naive_property(activation, plan, mine,
+                                                      records[(app, user)]) is True:
+            measures = [*measures, "activated"]
+        for dimension, cfg in plan.cohorts.breakdowns.items():
+            value = breakdown_label(_naive_property(cfg.property, plan, mine,
+                                                    records[(app, user)]), cfg.buckets)
+            for measure in measures:
+                out[(app, cohort, f"cohort:{dimension}:{measure}", value)] += 1
+    return dict(out)
+
+
+def recompute_cohort_members(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
+                             ) -> dict[tuple[str, str], tuple[date, list[str]]]:
+    """(app, user) → (registration day, the cohort measures they count in: size, dN…)."""
+    active: dict[tuple[str, str], set[date]] = defaultdict(set)
+    registered: dict[tuple[str, str], date] = {}
+    for doc in unique(events):
+        plan = plans[doc["app"]]
+        day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
+        user = (doc["app"], doc["user_id"])
+        is_activity = doc["event"] in plan.activity_events
+        if is_activity:
+            active[user].add(day)
+        reg = plan.registration
+        is_reg = (is_activity if reg.event is None else
+                  doc["event"] == reg.event and all(
+                      doc.get("properties", {}).get(k) == v for k, v in reg.where.items()))
+        if is_reg and (user not in registered or day < registered[user]):
+            registered[user] = day
+    return {user: (cohort, ["size", *(f"d{n}" for n in RETENTION_DAYS
+                                      if cohort + timedelta(days=n) in active[user])])
+            for user, cohort in registered.items()}
+
+
+def breakdown_rows(counters: dict[tuple[str, date, str, str], Any]
+                   ) -> dict[tuple[str, str, date, str, str], tuple[int, ...]]:
+    """The view retention_cohort_breakdowns from counter rows: (app, kind, cohort_date,
+    dimension, value) → (size, d1, d3, d7, d14, d30, d60, d90, activated); ISO weeks keyed by
+    Monday."""
+    measures = ["size", *(f"d{n}" for n in RETENTION_DAYS), "activated"]
+    rows: dict[tuple[str, str, date, str, str], list[int]] = defaultdict(lambda: [0] * 9)
+    for (app, day, counter, value), users in counters.items():
+        if not counter.startswith("cohort:"):
+            continue
+        _, dimension, measure = counter.split(":")
+        monday = day - timedelta(days=day.weekday())
+        for key in ((app, "day", day, dimension, value), (app, "week", monday, dimension, value)):
+            rows[key][measures.index(measure)] += int(users)
+    return {key: tuple(values) for key, values in rows.items() if values[0] > 0}

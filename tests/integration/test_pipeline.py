@@ -15,7 +15,7 @@ from streams.plan import load_plans
 from streams.privacy import Pseudonymizer
 from tests.conftest import TEST_USER_ID_SECRET
 from tests.integration.conftest import PulseEnv, wait_for
-from tests.offline import recompute, recompute_cohorts, recompute_counters
+from tests.offline import breakdown_rows, recompute, recompute_cohorts, recompute_counters
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(420)]
 PLANS = load_plans()
@@ -95,6 +95,14 @@ def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_pa
                 if counters.get(k) != got.get(k)}
         raise AssertionError(
             f"{len(diff)} counter rows differ: {sorted(diff.items())[:6]}") from None
+
+    # Cohort breakdowns (seed 002 §6): the view is those counters by day and ISO week.
+    with psycopg.connect(pulse_env.database_url) as conn:
+        breakdowns = {(a, k, c, d, v): tuple(values) for a, k, c, d, v, *values in conn.execute(
+            "SELECT app, cohort_kind, cohort_date, dimension, value, size, d1, d3, d7, d14, d30,"
+            " d60, d90, activated FROM retention_cohort_breakdowns")}
+    assert breakdowns == breakdown_rows(counters)
+    assert {key[3] for key in breakdowns} == {"signup_source", "exchanges"}
 
     # Per-user funnel progress agrees with the (offline-checked) funnel cohort counts.
     with psycopg.connect(pulse_env.database_url) as conn:

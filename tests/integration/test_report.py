@@ -83,6 +83,27 @@ def seed_rows(dsn: str) -> None:
             ("u3", "quiet_user", "medium", 20), ("u4", "quiet_user", "high", 40),
             ("u5", "quiet_user", "critical", 75), ("u6", "new_user", "critical", 60)])
         profiles(conn, "ton18", [("x1", "enthusiast", "low", 0)])  # another app: not counted
+        # onepercent's conversion funnel (seed 001): two cohorts of the current week.
+        counters(conn, "onepercent", [
+            (D("2024-01-08"), "funnel:conversion:cohort", "0:registered", 4),
+            (D("2024-01-08"), "funnel:conversion:cohort", "1:activated_d1", 2),
+            (D("2024-01-08"), "funnel:conversion:cohort", "2:active_d7", 1),
+            (D("2024-01-08"), "funnel:conversion:cohort", "3:started_trial", 1),
+            (D("2024-01-10"), "funnel:conversion:cohort", "0:registered", 5),
+            (D("2024-01-10"), "funnel:conversion:cohort", "1:activated_d1", 1)])
+        # cryptorebate's cohort breakdowns (seed 002 §6), one cohort outside the period.
+        counters(conn, "cryptorebate", [
+            (D("2024-01-08"), "cohort:signup_source:size", "organic", 3),
+            (D("2024-01-08"), "cohort:signup_source:d1", "organic", 2),
+            (D("2024-01-08"), "cohort:signup_source:size", "(none)", 1),
+            (D("2024-01-10"), "cohort:signup_source:size", "organic", 1),
+            (D("2024-01-10"), "cohort:signup_source:d7", "organic", 1),
+            (D("2024-01-10"), "cohort:signup_source:size", "paid", 2),
+            (D("2024-01-10"), "cohort:signup_source:d1", "paid", 1),
+            (D("2024-01-08"), "cohort:exchanges:size", "4+", 2),
+            (D("2024-01-08"), "cohort:exchanges:activated", "4+", 1),
+            (D("2024-01-10"), "cohort:signup_source:activated", "paid", 2),
+            (D("2024-01-20"), "cohort:signup_source:size", "organic", 5)])
         # vkusvill_bot: nothing in the previous week but carts on 5 January.
         daily(conn, "vkusvill_bot", [(D("2024-01-09"), 5, 5, 9, 5, 6, 40),
                                      (D("2024-01-14"), 4, 8, 12, 2, 5, 30)])
@@ -203,7 +224,14 @@ def test_report_sections_hold_the_hand_computed_numbers(pulse_env: PulseEnv) -> 
         "registration/0:registered": {"users": 11, "from_previous": 1.0, "from_first": 1.0},
         "registration/1:activated_d1": {"users": 4, "from_previous": 4 / 11,
                                         "from_first": 4 / 11},
-        "registration/2:active_d7": {"users": 1, "from_previous": 1 / 4, "from_first": 1 / 11}}
+        "registration/2:active_d7": {"users": 1, "from_previous": 1 / 4, "from_first": 1 / 11},
+        "conversion/0:registered": {"users": 9, "from_previous": 1.0, "from_first": 1.0},
+        "conversion/1:activated_d1": {"users": 3, "from_previous": 3 / 9, "from_first": 3 / 9},
+        "conversion/2:active_d7": {"users": 1, "from_previous": 1 / 3, "from_first": 1 / 9},
+        "conversion/3:started_trial": {"users": 1, "from_previous": 1.0, "from_first": 1 / 9},
+        "conversion/4:converted_paid": {"users": 0, "from_previous": 0.0, "from_first": 0.0},
+        "conversion/5:renewed": {"users": 0, "from_previous": None, "from_first": 0.0}}
+    assert report["cohort_breakdowns"]["rows"] == {}  # onepercent has no breakdowns
     assert report["segments"]["rows"] == {
         "quiet_user": {"users": 3, "share": 0.5}, "enthusiast": {"users": 2, "share": 2 / 6},
         "new_user": {"users": 1, "share": 1 / 6}, "total": {"users": 6, "share": 1.0}}
@@ -323,3 +351,22 @@ def test_report_leaves_retention_null_until_its_day_has_come(pulse_env: PulseEnv
     # --day without a date is today, in the app's time zone.
     day = orjson.loads(run(pulse_env, "--app", "onepercent", "--day", "--format", "json"))
     assert (day["period"]["start"], day["period"]["end"]) == (today.isoformat(),) * 2
+
+
+def test_cohort_breakdowns_section_pools_the_period_cohorts(pulse_env: PulseEnv) -> None:
+    migrate(pulse_env.database_url)
+    seed_rows(pulse_env.database_url)
+    args = ["--app", "cryptorebate", "--from", "2024-01-08", "--to", "2024-01-14"]
+    zero = {"d3": 0.0, "d14": 0.0, "d30": 0.0}
+    expected = {
+        "signup_source=organic": {"size": 4, "activation": 0.0, "d1": 2 / 4, "d7": 1 / 4, **zero},
+        "signup_source=(none)": {"size": 1, "activation": 0.0, "d1": 0.0, "d7": 0.0, **zero},
+        "signup_source=paid": {"size": 2, "activation": 1.0, "d1": 1 / 2, "d7": 0.0, **zero},
+        "exchanges=4+": {"size": 2, "activation": 0.5, "d1": 0.0, "d7": 0.0, **zero}}
+    for kind in ("day", "week"):  # the week of Monday 8 January holds the same users
+        section = orjson.loads(run(pulse_env, *args, "--cohorts", kind, "--section",
+                                   "cohort_breakdowns", "--format", "json"))["cohort_breakdowns"]
+        assert section["rows"] == expected
+        assert section["columns"] == ["size", "activation", "d1", "d3", "d7", "d14", "d30"]
+    assert_same_numbers(pulse_env, [*args, "--section", "cohort_breakdowns"], orjson.loads(
+        run(pulse_env, *args, "--section", "cohort_breakdowns", "--format", "json")))

@@ -251,6 +251,24 @@ def test_broken_journey_section(tmp_path: Path, old: str, new: str, problem: str
     assert old in section
     path = tmp_path / "onepercent.yaml"
     path.write_text(f"{head}\njourney:\n{section.replace(old, new)}", encoding="utf-8")
+@pytest.mark.parametrize(("app", "old", "new", "problem"), [
+    ("cryptorebate", "{property: exchanges_count, buckets: [1, 2, 3, 4]}",
+     "{property: exchange_count}",
+     "cohorts.breakdowns.exchanges: 'exchange_count' is not one of the plan's user_properties"),
+    ("cryptorebate", "buckets: [1, 2, 3, 4]", "buckets: [1, 3, 2]",
+     "cohorts.breakdowns.exchanges.buckets: at least one bound, ascending"),
+    ("onepercent", "- {event: session_start, name: registered}",
+     "- {active_day: 0, name: registered}", "funnel conversion: an active_day step is not the "
+     "first"),
+    ("onepercent", "- {active_day: 1, name: activated_d1}",
+     "- {active_day: 1, event: session_start}", "an active_day step"),
+])
+def test_broken_cohort_breakdowns_and_active_day_steps(tmp_path: Path, app: str, old: str,
+                                                       new: str, problem: str) -> None:
+    text = (PLANS_DIR / f"{app}.yaml").read_text(encoding="utf-8")
+    assert text.count(old) == 1
+    path = tmp_path / f"{app}.yaml"
+    path.write_text(text.replace(old, new), encoding="utf-8")
     with pytest.raises(PlanError, match=problem):
         load_plan(path)
 
@@ -272,3 +290,13 @@ def test_trial_end_date_travels_with_the_trial_start() -> None:
     assert "trial_end_date" in plan.carried["subscription_trial_started"]
     assert plan.triggers is not None and plan.triggers.trial_expiring is not None
     assert plan.triggers.trial_expiring.end_property == "trial_end_date"
+def test_cohort_breakdowns_and_the_conversion_funnel_as_planned() -> None:
+    crypto = PLANS["cryptorebate"]
+    assert crypto.cohorts is not None
+    assert {n: (b.property, b.buckets) for n, b in crypto.cohorts.breakdowns.items()} == {
+        "signup_source": ("signup_source", None), "exchanges": ("exchanges_count", [1, 2, 3, 4])}
+    funnel = PLANS["onepercent"].funnels["conversion"]
+    assert not funnel.ordered
+    assert [s.label for s in funnel.steps] == ["registered", "activated_d1", "active_d7",
+                                               "started_trial", "converted_paid", "renewed"]
+    assert [s.active_day for s in funnel.steps[1:3]] == [1, 7]

@@ -87,6 +87,7 @@ def test_generated_history_of_every_app_matches_counters_and_funnels_included() 
     states = states_after_history(12, 45, seed=7)
     users = [(app, state) for app, group in states.items() for state in group]
     assert any(s.funnels for _, s in users) and any(s.counters for _, s in users)
+    assert any(configs[app].breakdowns for app, _ in users)  # cohort breakdown shares too
     want = reference(users, 128, configs)
     got = rebuilt(users, 128, configs)
     assert_same(got, want)

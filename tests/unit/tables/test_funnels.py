@@ -55,19 +55,29 @@ def test_late_earlier_step_makes_a_previously_too_early_occurrence_count() -> No
 
 
 def reference_apply(state: FunnelState | None, cfg: FunnelConfig, event: str, ts: float,
-                    day: int) -> tuple[FunnelState, list, list]:
+                    day: int, activity: bool = False) -> tuple[FunnelState, list, list]:
     """The transition by its definition, with no fast paths: add, recompute, prune."""
     if state is None:
         state = FunnelState([[] for _ in cfg.steps])
     before = reached(state, cfg)
     for k, step in enumerate(cfg.steps):
-        if step.event == event and (ts, day) not in state.seen[k]:
-            state.seen[k].append((ts, day))
-            state.seen[k].sort()
+        seen = state.seen[k]
+        if step.active_day is not None:
+            if activity:  # the first activity of each day
+                earlier = [o for o in seen if o[1] == day and o[0] <= ts]
+                if not earlier:
+                    seen[:] = sorted([o for o in seen if o[1] != day] + [(ts, day)])
+        elif step.event == event and (ts, day) not in seen:
+            seen.append((ts, day))
+            seen.sort()
     after = reached(state, cfg)
     for k, occurrences in enumerate(state.seen):
+        step = cfg.steps[k]
         if k < len(after):
             occurrences[:] = [o for o in occurrences if o <= after[k]][-KEEP:]
+        elif step.active_day is not None and after:
+            occurrences[:] = [o for o in occurrences
+                              if o[1] <= after[0][1] + step.active_day][-KEEP:]
         elif len(occurrences) > KEEP:
             occurrences[:] = occurrences[: KEEP // 2] + occurrences[-KEEP // 2:]
     return state, before, after
@@ -129,3 +139,86 @@ def test_only_occurrences_meeting_the_condition_advance_the_funnel() -> None:
         state, _, _ = apply_event(state, WITHDRAWAL, event, ts, 0, props)
     assert state is not None
     assert [ts for ts, _ in reached(state, WITHDRAWAL)] == [30.0, 40.0, 60.0]
+
+
+# Seed 001's conversion funnel, shortened: registered → active on day 1 → on day 7 → trial.
+def conversion(ordered: bool) -> FunnelConfig:
+    return FunnelConfig(ordered=ordered, steps=[
+        FunnelStep("session_start", name="registered"), FunnelStep(active_day=1),
+        FunnelStep(active_day=7, name="active_d7"), FunnelStep("trial")])
+
+
+def walk(cfg: FunnelConfig, *events: tuple[str, float]) -> list[tuple[float, int]]:
+    """Events at hours since day 0; session_start is the only activity event."""
+    state = None
+    for name, hours in events:
+        ts = hours * 3600.0
+        state, _, _ = apply_event(state, cfg, name, ts, int(ts // DAY), None,
+                                  name == "session_start")
+    assert state is not None
+    return reached(state, cfg)
+
+
+def test_active_day_steps_are_the_first_activity_of_day_n_after_step_0() -> None:
+    funnel = conversion(ordered=False)
+    steps = walk(funnel, ("session_start", 10), ("trial", 50), ("session_start", 33),
+                 ("session_start", 30), ("session_start", 7 * 24 + 20))
+    # Registered day 0 at 10:00; day 1's first activity 06:00; day 7 at 20:00; the trial of
+    # day 2 counts: every step is anchored at step 0.
+    assert steps == [(10 * 3600.0, 0), (30 * 3600.0, 1), ((7 * 24 + 20) * 3600.0, 7),
+                     (50 * 3600.0, 2)]
+    assert [k for (k, _) in contribution("c", funnel, steps)] == [
+        "funnel:c:cohort\x1f0:registered", "funnel:c:daily\x1f0:registered",
+        "funnel:c:cohort\x1f1:active_day_1", "funnel:c:daily\x1f1:active_day_1",
+        "funnel:c:cohort\x1f2:active_d7", "funnel:c:daily\x1f2:active_d7",
+        "funnel:c:cohort\x1f3:trial", "funnel:c:daily\x1f3:trial"]
+    # Ordered, the same trial came before "active on day 7": not a step.
+    assert len(walk(conversion(ordered=True), ("session_start", 10), ("trial", 50),
+                    ("session_start", 30), ("session_start", 7 * 24 + 20))) == 3
+
+
+def test_a_missed_day_stops_the_funnel_and_a_late_step_0_moves_day_n() -> None:
+    funnel = conversion(ordered=False)
+    # Active on days 5, 7 and 12 but not 6: day 1 of the day-5 cohort was missed.
+    events = [("session_start", 5 * 24 + 9), ("session_start", 7 * 24 + 9),
+              ("session_start", 12 * 24 + 9)]
+    assert len(walk(funnel, *events)) == 1
+    # A late session on day 4 makes day 4 the cohort day: day 5 is its day 1, day 11 its day 7
+    # (not active), so the funnel stops at step 1.
+    late = walk(funnel, *events, ("session_start", 4 * 24 + 23))
+    assert late == [((4 * 24 + 23) * 3600.0, 4), ((5 * 24 + 9) * 3600.0, 5)]
+    # Day 0 of an active_day 0 step is step 0's own day, at step 0's time or later.
+    same_day = FunnelConfig(steps=[FunnelStep("signup"), FunnelStep(active_day=0)])
+    assert walk(same_day, ("session_start", 1), ("signup", 3)) == [
+        (3 * 3600.0, 0), (3 * 3600.0, 0)]
+    assert walk(same_day, ("signup", 3), ("session_start", 25)) == [(3 * 3600.0, 0)]
+
+
+def test_ordered_active_day_needs_the_previous_step_by_that_day() -> None:
+    funnel = FunnelConfig(steps=[FunnelStep("signup"), FunnelStep("trial"),
+                                 FunnelStep(active_day=2)])
+    assert len(walk(funnel, ("signup", 1), ("session_start", 50), ("trial", 80))) == 2
+    assert walk(funnel, ("signup", 1), ("trial", 30), ("session_start", 50)) == [
+        (3600.0, 0), (30 * 3600.0, 1), (50 * 3600.0, 2)]
+
+
+ACTIVE = [FunnelConfig(ordered=ordered, steps=[
+    FunnelStep("a"), FunnelStep(active_day=1), FunnelStep("b", within_days=3),
+    FunnelStep(active_day=2), FunnelStep("a")]) for ordered in (True, False)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.sampled_from(ACTIVE),
+       st.lists(st.tuples(st.sampled_from(["a", "b", "x"]), st.booleans(),
+                          st.integers(min_value=0, max_value=12 * 24)), max_size=50))
+def test_apply_event_with_active_days_equals_the_definition(
+        funnel: FunnelConfig, events: list[tuple[str, bool, int]]) -> None:
+    fast = slow = None
+    for name, activity, hour in events:
+        ts = hour * 3600.0
+        fast, fast_before, fast_after = apply_event(fast, funnel, name, ts, hour // 24, None,
+                                                    activity)
+        slow, slow_before, slow_after = reference_apply(slow, funnel, name, ts, hour // 24,
+                                                        activity)
+        assert (fast_before, fast_after) == (slow_before, slow_after)
+        assert fast.seen == slow.seen
