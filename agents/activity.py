@@ -11,6 +11,7 @@ import asyncio
 import logging
 import traceback
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -27,6 +28,7 @@ from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
 from agents.sweeping import owned_users_in_steps
 from agents.triggers import TriggerKeeper
+from agents.yielding import Turns, owned_users, pause_collector, resume_collector
 from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
 from streams.plan import FORGET_EVENT
@@ -34,6 +36,7 @@ from streams.topics import changelog_topic
 from streams.validate import utc_now
 from tables.activity import UserState, already_applied, apply, decode_state, encode_state
 from tables.aggregates import DayAggregates
+from tables.day_totals import DayTotals
 from tables.funnels import reached as funnel_reached
 from tables.residuals import decode_residual, forget_token, split_residual_key
 from tables.sessions import closed_length, newest_session
@@ -62,6 +65,9 @@ def register(p: Pipeline) -> None:
     breakdowns = BreakdownKeeper(p)  # cohort breakdowns by user property (seed 002 §6)
     producer = p.app.producer
     changelog = changelog_topic(p.settings, "users")
+
+    def partition_of(key: bytes) -> int:
+        return partition_for(key, p.settings.partitions)
 
     def aggregates_for(part: int) -> DayAggregates:
         agg = p.aggregates.get(part)
@@ -234,13 +240,23 @@ def register(p: Pipeline) -> None:
                 continue
             await process(message.partition, events)
 
-    async def complete_recovery(owned: set[int], table: Any, name: str) -> int:
-        """Apply changelog records Faust's recovery stopped short of (see streams.changelog)."""
+    async def complete_recovery(owned: set[int], table: Any, name: str,
+                                partition_of_key: Callable[[bytes], int]) -> int:
+        """Fill the table's store from its changelog: Faust replays nothing (BulkRecoveredTable)
+        and its recovery used to stop short anyway (see streams.changelog)."""
         latest = await read_latest(p.connections.kafka_bootstrap,
                                    changelog_topic(p.settings, name), owned)
         store = table.data
         repaired = 0
+        turns = Turns()
+        # Faust's memory store drops the keys of partitions that moved away only for keys its
+        # own replay wrote; it replays nothing now, so drop them here.
+        for key in list(store.keys()):
+            await turns.maybe()
+            if partition_of_key(key) not in owned:
+                store.pop(key, None)
         for key, value in latest.items():
+            await turns.maybe()
             if value is None:
                 if store.get(key) is not None:
                     del store[key]
@@ -262,55 +278,95 @@ def register(p: Pipeline) -> None:
                     app, user_id, name, len(steps),
                     [datetime.fromtimestamp(ts, UTC) for ts, _ in steps]))
 
+    # The sinks a rebuild queues a row per user in (agents.yielding, the garbage collector).
+    row_sinks = [p.streak_sink, p.funnel_sink, p.profile_sink,
+                 *(sink for sink in (p.trigger_sink, p.redis_profiles) if sink is not None)]
+
+    # Rebuilds begun (the newest one alone may finish) and still running (the lifecycle sweep
+    # waits: a user forgotten during the walk would count twice, in the walk and the residual).
+    rebuilds = {"started": 0, "running": 0}
+
     @p.users.on_recover
     async def rebuild_aggregates() -> None:
         """Aggregates are derived from user state: rebuild them for the partitions now owned,
-        and forget rows of partitions that moved to another worker."""
+        and forget rows of partitions that moved to another worker.
+
+        The walk over the users yields every few milliseconds (agents.yielding) so /metrics,
+        the safety timer and the sinks keep running; Faust resumes the streams only after this
+        returns, so no event changes a state meanwhile. What the walk builds is kept aside and
+        swapped in at the end in one turn: nothing half-built is ever published."""
+        rebuilds["started"] += 1
+        rebuilds["running"] += 1
+        collecting = pause_collector()
+        try:
+            await rebuild(rebuilds["started"])
+        finally:
+            rebuilds["running"] -= 1
+            resume_collector(collecting, lambda: sum(len(s.pending) for s in row_sinks),
+                             p.settings.sink_batch_rows)
+
+    async def rebuild(generation: int) -> None:
         owned = p.owned_partitions()
-        repaired = await complete_recovery(owned, p.users, "users")
-        repaired += await complete_recovery(owned, p.residuals, "residuals")
-        buckets: dict[int, list[tuple[str, UserState]]] = {part: [] for part in owned}
-        crisis_states: list[tuple[bytes, int, str, UserState]] = []
-        for key, raw in p.users.items():
-            part = partition_for(key, p.settings.partitions)
-            if part in buckets and raw:
-                app, _ = split_user_key(key)
-                state = decode_state(raw)
-                buckets[part].append((app, state))
-                # Per-user rows a killed worker had queued but not written died with it, and
-                # the events it had applied now come back as duplicates that queue nothing
-                # (chaos test: user_streaks rows missing after kill -9): queue them again.
-                user_id = split_user_key(key)[1]
-                streaks.republish(app, user_id, state)
-                republish_funnels(app, user_id, state)
-                if state.crisis is not None:
-                    crisis_states.append((key, part, app, state))
+        repaired = await complete_recovery(owned, p.users, "users", partition_of)
+        repaired += await complete_recovery(owned, p.residuals, "residuals",
+                                            lambda rkey: split_residual_key(rkey)[1])
+        history = p.settings.history_days
+        totals = {part: DayTotals(history) for part in owned}
+        # Only the states that these keepers read are held, not the million others.
+        revenue_states: dict[int, list[tuple[str, UserState]]] = {part: [] for part in owned}
+        experiment_states: dict[int, list[tuple[str, UserState]]] = {part: [] for part in owned}
+        crisis_keys: list[tuple[bytes, int, str]] = []
+        users = 0
+        async for key, part, raw in owned_users(p.users.data, owned, partition_of):
+            app, user_id = split_user_key(key)
+            state = decode_state(raw)
+            users += 1
+            totals[part].add(app, state, p.state_configs.get(app))
+            if state.revenue is not None:
+                revenue_states[part].append((app, state))
+            if state.experiments:
+                experiment_states[part].append((app, state))
+            # Per-user rows a killed worker had queued but not written died with it, and the
+            # events it had applied now come back as duplicates that queue nothing (chaos test:
+            # user_streaks rows missing after kill -9): queue them again.
+            streaks.republish(app, user_id, state)
+            republish_funnels(app, user_id, state)
+            if state.crisis is not None:
+                crisis_keys.append((key, part, app))
+        if generation != rebuilds["started"]:
+            log.info("a newer rebalance started: its rebuild replaces this one")
+            return
+        # The swap, in one turn: no await from here until the sweeps.
         p.aggregates.clear()
-        for part, users in buckets.items():
-            aggregates_for(part).rebuild(users, p.settings.history_days, p.state_configs)
+        for part, part_totals in totals.items():
+            part_totals.into(aggregates_for(part))
         for rkey, raw in p.residuals.data.items():
             app, part = split_residual_key(rkey)
             if part in owned and raw:  # forgotten users keep their share of the aggregates
                 residual = decode_residual(raw)
                 aggregates_for(part).add(app, residual.day_deltas())
                 aggregates_for(part).add_counters(app, residual.counter_deltas())
-        experiments.rebuild(buckets, aggregates_for)
+        experiments.rebuild(experiment_states, aggregates_for)
+        # Crisis timers from the states as they are now (the safety timer ran during the walk).
+        crisis_states = []
+        for key, part, app in crisis_keys:
+            raw = p.users.data.get(key)
+            if raw:
+                crisis_states.append((key, part, app, decode_state(raw)))
         desk.rebuild(crisis_states, utc_now().timestamp())
-        business.rebuild(buckets)
+        business.rebuild(revenue_states)
         for rkey, raw in p.residuals.data.items():
             app, part = split_residual_key(rkey)
             if part in owned and raw:  # forgotten users keep their share of revenue too
                 business.aggregates_for(part).add(app, decode_residual(raw).revenue_deltas())
-        # Profiles age while a worker is away: bring them (and the gauges) up to now.
-        profiles.sweep(utc_now().timestamp(), owned,
-                       lambda key: partition_for(key, p.settings.partitions))
-        triggers.sweep(owned, lambda key: partition_for(key, p.settings.partitions))
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
+        # Profiles age while a worker is away: bring them (and the gauges) up to now.
+        await profiles.sweep_in_steps(utc_now().timestamp(), owned, partition_of)
+        await triggers.sweep_in_steps(owned, partition_of)
         metrics.partitions_owned.set(len(owned))
         log.info("rebuilt day aggregates for partitions %s from %d users (%d states repaired "
-                 "beyond Faust's recovery)", sorted(owned), sum(len(u) for u in buckets.values()),
-                 repaired)
+                 "beyond Faust's recovery)", sorted(owned), users, repaired)
 
     @p.app.timer(0.5)
     async def publish_aggregates() -> None:
@@ -338,24 +394,25 @@ def register(p: Pipeline) -> None:
     @p.app.timer(p.settings.profile_sweep_seconds)
     async def profile_sweep() -> None:
         """Inactivity changes segments and risk without any event: re-evaluate everyone."""
-        await profiles.sweep_in_steps(utc_now().timestamp(), p.owned_partitions(),
-                                      lambda key: partition_for(key, p.settings.partitions))
+        await profiles.sweep_in_steps(utc_now().timestamp(), p.owned_partitions(), partition_of)
 
     @p.app.timer(p.settings.trigger_sweep_seconds)
     async def trigger_sweep() -> None:
         """Inactivity, 20:00 local and expiry happen with no event: evaluate everyone."""
-        await triggers.sweep_in_steps(p.owned_partitions(),
-                                      lambda key: partition_for(key, p.settings.partitions))
+        await triggers.sweep_in_steps(p.owned_partitions(), partition_of)
 
     @p.app.timer(p.settings.lifecycle_sweep_seconds)
     async def lifecycle_sweep() -> None:
         """Data lifecycle: forget users inactive past the state TTL; drop old audit rows."""
+        if rebuilds["running"]:
+            return  # the next sweep forgets them
         now = utc_now().timestamp()
         residuals: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         forgotten: list[tuple[int, bytes]] = []
         async for key, part, app, user_id, raw in owned_users_in_steps(
-                p.users.data, p.owned_partitions(),
-                lambda key: partition_for(key, p.settings.partitions), p.plans):
+                p.users.data, p.owned_partitions(), partition_of, p.plans):
+            if rebuilds["running"]:
+                break  # a rebalance began during the walk: its rebuild counts these users
             state = decode_state(raw)
             if not forgetter.is_expired(state, now):
                 continue

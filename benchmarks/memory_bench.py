@@ -40,8 +40,10 @@ from streams.envelope import ValidEvent, id_hash, user_key
 from streams.generate import EventFactory, GenOptions, generate
 from streams.plan import Plan, load_plans
 from streams.privacy import Pseudonymizer
+from streams.settings import Settings
 from streams.validate import Limits, local_day, validate_record
 from tables.activity import StateConfig, UserState, apply, encode_state
+from tables.state_wire import pack_counters
 
 
 class _Drop:
@@ -59,12 +61,15 @@ def stub_pipeline(plans: dict[str, Plan]) -> Any:
     return SimpleNamespace(plans=plans, metrics=Metrics(CollectorRegistry()),
                            crisis_sink=drop, streak_sink=drop, profile_sink=drop,
                            funnel_sink=drop, alerts_topic=drop, derived_topic=drop,
-                           redis_profiles=None, alertmanager=None)
+                           redis_profiles=None, alertmanager=None,
+                           settings=Settings())  # the keepers read defaults from it
 
 
 def state_configs(plans: dict[str, Plan]) -> dict[str, StateConfig]:
+    """As the worker builds them (streams.app.build_worker), with the default history."""
     return {name: StateConfig(session_gap=float(plan.session_gap_seconds),
-                              counters=plan.counters, funnels=plan.funnels)
+                              counters=plan.counters, funnels=plan.funnels, groups=plan.groups,
+                              breakdowns=plan.cohorts.breakdowns if plan.cohorts else {})
             for name, plan in plans.items()}
 
 
@@ -109,9 +114,14 @@ def field_bytes(states: list[UserState]) -> dict[str, float]:
     """Mean msgpack bytes of each UserState field over `states`: where the bytes go."""
     encoder = msgspec.msgpack.Encoder()
     totals: dict[str, int] = defaultdict(int)
+    # As encode_state writes them: the counters go in their compact form (tables.state_wire).
+    wire: dict[str, Any] = {"counters": pack_counters}
     for state in states:
         for name in state.__struct_fields__:
-            totals[name] += len(encoder.encode(getattr(state, name)))
+            value = getattr(state, name)
+            if name in wire and value:
+                value = wire[name](value) or value
+            totals[name] += len(encoder.encode(value))
     return {name: total / max(len(states), 1) for name, total in totals.items()}
 
 

@@ -62,6 +62,8 @@ class PulseRun:
     work: Path
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
     longest_silence: float = 0.0  # seconds the worker's /metrics did not answer (recovery)
+    longest_stall: float | None = None  # the worker's pulse_event_loop_stall_max_seconds
+    cpu_seconds: float | None = None  # the worker's process_cpu_seconds_total, restored
 
     def __post_init__(self) -> None:
         suffix = f"{self.name}-{uuid.uuid4().hex[:6]}"

@@ -81,7 +81,13 @@ def _wait_restored(run: PulseRun, users: int, timeout: float, started: float) ->
         answered = time.monotonic()
         if metrics.get("pulse_partitions_owned", 0) > 0 and \
                 metrics.get("pulse_users_tracked", -1) == users:
-            return time.perf_counter() - started
+            restored = time.perf_counter() - started
+            run.cpu_seconds = metrics.get("process_cpu_seconds_total")
+            # The worker's own probe of its event loop (agents.loop_probe), over the restore;
+            # read a second later: a stall that just ended is recorded by the probe's next tick.
+            time.sleep(1.0)
+            run.longest_stall = scrape(port).get("pulse_event_loop_stall_max_seconds")
+            return restored
         if run.procs[0].poll() is not None:
             raise RuntimeError(f"worker exited with {run.procs[0].returncode}")
         time.sleep(0.1)
@@ -93,6 +99,8 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
     timings = {}
     mean_bytes = 0.0
     silence = 0.0
+    stall: float | None = None
+    cpu: dict[int, float | None] = {}
     for n in (0, users):
         recovery = PulseRun(f"restore{n}", svc, partitions, work)  # type: ignore[arg-type]
         try:
@@ -106,6 +114,8 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
             timings[n] = (time_start(recovery, n, timeout, profile if n else None),
                           produce_seconds)
             silence = recovery.longest_silence
+            stall = recovery.longest_stall
+            cpu[n] = recovery.cpu_seconds
         finally:
             recovery.stop()
     empty, _ = timings[0]
@@ -120,4 +130,15 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
                note=f"{users:,} states of {mean_bytes:.0f} B mean; {partitions} partitions; "
                     f"written in {produce_seconds:.1f} s "
                     f"({users / max(produce_seconds, 1e-9):,.0f} records/s)"),
+        Figure("recovery", "recovery, changelog records per worker CPU-second",
+               None if cpu.get(0) is None or cpu.get(users) is None
+               else users / max(cpu[users] - cpu[0], 1e-9),  # type: ignore[operator]
+               "records/s",
+               note="the same restore over the worker's own CPU time (process_cpu_seconds_"
+                    "total, minus the empty start's): what the restore costs on a machine "
+                    "that others share"),
+        Figure("recovery", "recovery, longest event-loop stall",
+               None if stall is None else stall * 1000, "ms",
+               note="pulse_event_loop_stall_max_seconds of the restoring worker (a 20 ms tick's "
+                    "delay, agents.loop_probe) from its start to all users tracked"),
     ]

@@ -17,6 +17,8 @@ REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2
                    5, 10)
 # Session length (seed 000 targets 8–15 min; seed 004 closes a session after a 30 min gap).
 SESSION_BUCKETS = (0, 30, 60, 120, 300, 480, 900, 1800, 3600, 7200, 14400)
+# Event-loop stalls (issue 6): the publish → /metrics target is 250 ms.
+STALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
 class Metrics:
@@ -207,6 +209,14 @@ class Metrics:
             "pulse_monthly_too_late", "Events for a month before the user's previous month: "
             "the monthly report keeps two months, so they change no user_monthly row",
             ["app"], registry=r)
+        # Issue 6: how late the event loop runs a 20 ms tick (agents.loop_probe): a long
+        # synchronous loop (a rebuild, a sweep) delays every timer, the gauges and the fetches.
+        self.loop_stall = Histogram(
+            "pulse_event_loop_stall_seconds", "Delay of the event loop's 20 ms probe tick "
+            "beyond its due time", buckets=STALL_BUCKETS, registry=r)
+        self.loop_stall_max = Gauge(
+            "pulse_event_loop_stall_max_seconds", "Longest delay of the probe tick since the "
+            "worker started", registry=r)
 
 
 class RevenueMetrics:

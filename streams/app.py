@@ -30,6 +30,7 @@ from sinks.postgres import (
     user_trigger_sink,
 )
 from sinks.redis import RedisProfileSink
+from streams.bulk_recovery import bulk_table
 from streams.connections import Connections
 from streams.plan import Plan, load_plans
 from streams.privacy import pseudonymizer_for
@@ -140,8 +141,9 @@ def build_worker(settings: Settings, connections: Connections,
     alerts_topic = app.topic(settings.alerts_topic, partitions=1)
     derived_topic = app.topic(settings.derived_topic, partitions=settings.partitions)
     # Keys and values are bytes; the app-wide raw serializers apply to the changelog too.
-    users = app.Table("users", default=None, partitions=settings.partitions,
-                      key_type=bytes, value_type=bytes)
+    # Restored in bulk by the activity agent's on_recover, not replayed by Faust (bulk_recovery).
+    users = bulk_table(app, "users", connections.kafka_bootstrap, default=None,
+                       partitions=settings.partitions, key_type=bytes, value_type=bytes)
     pool = AsyncConnectionPool(connections.database_url, min_size=1, max_size=4, open=False)
     sink = DailyMetricsSink(pool, metrics, flush_seconds=settings.sink_flush_seconds,
                             max_rows=settings.sink_batch_rows,
@@ -181,9 +183,9 @@ def build_worker(settings: Settings, connections: Connections,
                         triggers_topic=app.topic(settings.triggers_topic,
                                                  partitions=settings.partitions),
                         trigger_sink=user_trigger_sink(pool, metrics, **batching),
-                        residuals=app.Table("residuals", default=None,
-                                            partitions=settings.partitions, key_type=bytes,
-                                            value_type=bytes),
+                        residuals=bulk_table(app, "residuals", connections.kafka_bootstrap,
+                                             default=None, partitions=settings.partitions,
+                                             key_type=bytes, value_type=bytes),
                         forget_sink=ForgetSink(
                             pool, metrics, **batching,
                             recheck_seconds=2 * settings.sink_max_retry_seconds))
@@ -195,4 +197,7 @@ def build_worker(settings: Settings, connections: Connections,
     from agents import lag
 
     lag.register(pipeline)
+    from agents import loop_probe
+
+    loop_probe.register(pipeline)
     return pipeline

@@ -33,7 +33,8 @@ async def read_latest(bootstrap: str, topic: str, partitions: Iterable[int],
         loop = asyncio.get_running_loop()
         idle_until = loop.time() + idle_seconds
         while pending:
-            batch = await consumer.getmany(*pending, timeout_ms=200, max_records=50_000)
+            # Batches of a few thousand: each is parsed in one turn of the event loop.
+            batch = await consumer.getmany(*pending, timeout_ms=200, max_records=5_000)
             for records in batch.values():
                 for record in records:
                     if record.key is not None:

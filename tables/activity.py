@@ -31,6 +31,7 @@ from tables.groups import contribution as group_contribution
 from tables.monthly import MonthCounts
 from tables.profile import ProfileInputs
 from tables.revenue import RevenueState
+from tables.state_wire import pack_counters, unpack_counters
 from tables.streaks import StreakState
 from tables.triggers import TriggerState
 from tables.user_props import PropsState
@@ -139,6 +140,10 @@ class UserState(msgspec.Struct, array_like=True):
     # share is counted under, and the activation flag; absent while every label is `(none)`
     # and the user is not activated, and in older states.
     breakdowns: dict[str, str] | None = None
+    # Issue 6: the compact wire form of `counters` (tables.state_wire). Set only inside
+    # encode_state; decode_state turns it back into the dict. States written before carry the
+    # dict itself and this field empty.
+    counters_wire: list[int | str] | None = None
 
     @property
     def active(self) -> int:
@@ -170,6 +175,19 @@ _decoder = msgspec.msgpack.Decoder(UserState)
 
 
 def encode_state(state: UserState) -> bytes:
+    counters = state.counters
+    if counters:
+        state.counters_wire = pack_counters(counters)
+        if state.counters_wire is not None:
+            state.counters = None
+    try:
+        return _encode_bitmaps(state)
+    finally:
+        state.counters = counters
+        state.counters_wire = None
+
+
+def _encode_bitmaps(state: UserState) -> bytes:
     wide = [s for s in (state.streaks or {}).values() if s.days > U64]
     if state.active <= U64 and not wide:
         return _encoder.encode(state)  # the usual case: no bitmap wider than 64 bits
@@ -187,6 +205,9 @@ def encode_state(state: UserState) -> bytes:
 
 def decode_state(data: bytes) -> UserState:
     state = _decoder.decode(data)
+    if state.counters_wire is not None:
+        state.counters = unpack_counters(state.counters_wire)
+        state.counters_wire = None
     for day, ids in state.seen.items():
         if type(ids) is list:  # written before the ids were packed
             state.seen[day] = pack_ids(ids)

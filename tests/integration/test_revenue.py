@@ -174,7 +174,10 @@ def test_revenue_and_user_properties_match_offline(pulse_env: PulseEnv, tmp_path
     again = pulse_env.worker()
     wait_for(lambda: again.total("pulse_revenue_users", app="onepercent") > 0, 120,
              "the restarted worker's revenue gauges")
-    wait_for(matches, 60, "the restarted worker's revenue rows to equal the offline ones")
+    try:
+        wait_for(matches, 60, "the restarted worker's revenue rows to equal the offline ones")
+    except AssertionError as err:
+        raise AssertionError(f"{err}: {problems}") from None
     assert again.total("pulse_revenue_mrr", app="onepercent") == pytest.approx(sum(
         float(r["mrr"]) for (a, d, _), r in found.items()
         if a == "onepercent" and d == today[a]))

@@ -1,0 +1,73 @@
+"""Walks that yield: current values, removed users skipped, turns taken; the collector pause."""
+
+from __future__ import annotations
+
+import asyncio
+import gc
+
+from agents.yielding import Turns, owned_users, pause_collector, resume_collector
+
+
+def test_walk_reads_each_state_when_it_reaches_it() -> None:
+    store: dict[bytes, bytes | None] = {b"a": b"1", b"b": b"2", b"c": b"3", b"d": None}
+    parts = {b"a": 0, b"b": 1, b"c": 0, b"d": 0}
+
+    async def walk() -> list[tuple[bytes, int, bytes]]:
+        seen = []
+        turns = Turns(budget=0.0)  # a turn before every user: others run in between
+        async for key, part, raw in owned_users(store, {0}, parts.__getitem__, turns):
+            seen.append((key, part, raw))
+            store[b"c"] = b"written meanwhile"  # the agent writes a later user
+        assert turns.yields == 4
+        return seen
+
+    assert asyncio.run(walk()) == [(b"a", 0, b"1"), (b"c", 0, b"written meanwhile")]
+
+
+def test_walk_skips_users_removed_during_it() -> None:
+    store = {b"a": b"1", b"b": b"2"}
+
+    async def walk() -> list[bytes]:
+        keys = []
+        async for key, _, _ in owned_users(store, {0}, lambda _: 0, Turns(budget=0.0)):
+            keys.append(key)
+            store.pop(b"b", None)
+        return keys
+
+    assert asyncio.run(walk()) == [b"a"]
+
+
+def test_turns_yield_only_after_the_budget() -> None:
+    async def run() -> int:
+        turns = Turns(budget=3600.0)
+        for _ in range(1000):
+            await turns.maybe()
+        return turns.yields
+
+    assert asyncio.run(run()) == 0
+
+
+def test_collector_is_paused_frozen_and_thawed_when_the_sinks_drain() -> None:
+    pending = [5]
+    assert gc.isenabled()
+
+    async def run() -> tuple[bool, int, int]:
+        enabled = pause_collector()
+        paused = gc.isenabled()
+        resume_collector(enabled, lambda: pending[0], 1, poll_seconds=0.01)
+        frozen = gc.get_freeze_count()
+        pending[0] = 0
+        for _ in range(100):
+            await asyncio.sleep(0.01)
+            if gc.get_freeze_count() == 0:
+                break
+        return paused, frozen, gc.get_freeze_count()
+
+    try:
+        paused, frozen, after = asyncio.run(run())
+    finally:
+        gc.unfreeze()
+        gc.enable()
+    assert paused is False
+    assert frozen > 0 and after == 0
+    assert gc.isenabled()
