@@ -26,7 +26,6 @@ from agents.monthly import MonthlyKeeper
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
-from agents.sweeping import owned_users_in_steps
 from agents.triggers import TriggerKeeper
 from agents.yielding import Turns, owned_users, pause_collector, resume_collector
 from streams.changelog import read_latest
@@ -362,8 +361,8 @@ def register(p: Pipeline) -> None:
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
         # Profiles age while a worker is away: bring them (and the gauges) up to now.
-        await profiles.sweep_in_steps(utc_now().timestamp(), owned, partition_of)
-        await triggers.sweep_in_steps(owned, partition_of)
+        await profiles.sweep(utc_now().timestamp(), owned, partition_of)
+        await triggers.sweep(owned, partition_of)
         metrics.partitions_owned.set(len(owned))
         log.info("rebuilt day aggregates for partitions %s from %d users (%d states repaired "
                  "beyond Faust's recovery)", sorted(owned), users, repaired)
@@ -394,12 +393,12 @@ def register(p: Pipeline) -> None:
     @p.app.timer(p.settings.profile_sweep_seconds)
     async def profile_sweep() -> None:
         """Inactivity changes segments and risk without any event: re-evaluate everyone."""
-        await profiles.sweep_in_steps(utc_now().timestamp(), p.owned_partitions(), partition_of)
+        await profiles.sweep(utc_now().timestamp(), p.owned_partitions(), partition_of)
 
     @p.app.timer(p.settings.trigger_sweep_seconds)
     async def trigger_sweep() -> None:
         """Inactivity, 20:00 local and expiry happen with no event: evaluate everyone."""
-        await triggers.sweep_in_steps(p.owned_partitions(), partition_of)
+        await triggers.sweep(p.owned_partitions(), partition_of)
 
     @p.app.timer(p.settings.lifecycle_sweep_seconds)
     async def lifecycle_sweep() -> None:
@@ -409,10 +408,13 @@ def register(p: Pipeline) -> None:
         now = utc_now().timestamp()
         residuals: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         forgotten: list[tuple[int, bytes]] = []
-        async for key, part, app, user_id, raw in owned_users_in_steps(
-                p.users.data, p.owned_partitions(), partition_of, p.plans):
+        async for key, part, raw in owned_users(p.users.data, p.owned_partitions(),
+                                                partition_of):
             if rebuilds["running"]:
                 break  # a rebalance began during the walk: its rebuild counts these users
+            app, user_id = split_user_key(key)
+            if app not in p.plans:
+                continue
             state = decode_state(raw)
             if not forgetter.is_expired(state, now):
                 continue

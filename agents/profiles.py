@@ -10,9 +10,9 @@ from typing import TYPE_CHECKING, Any
 
 from psycopg.types.json import Jsonb
 
-from agents.sweeping import owned_users, owned_users_in_steps
+from agents.yielding import owned_users
 from sinks.postgres import JSON_COLUMNS, PROFILE_COLUMNS
-from streams.envelope import ValidEvent, user_key
+from streams.envelope import ValidEvent, split_user_key, user_key
 from streams.plan import Plan
 from streams.validate import local_day
 from tables.activity import NO_DAY, UserState, active_days, decode_state
@@ -110,25 +110,16 @@ class ProfileKeeper:
             self.p.metrics.users_by_segment.labels(app, was[0]).dec()
             self.p.metrics.users_by_churn_risk.labels(app, was[1]).dec()
 
-    def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
+    async def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
         """Re-evaluate every profile of this worker's partitions at `now`; refresh gauges.
-        In one go: for the recovery rebuild (the timer uses sweep_in_steps)."""
+        The walk lets events in between (agents.yielding); those keep `current` up to date for
+        the users they touch."""
         if not self.apps:
             return
-        self.current.clear()  # partitions may have moved: recount what this worker owns
-        for _, _, app, user_id, raw in owned_users(self.p.users.data, owned, partition_of,
-                                                   self.apps):
-            self._reevaluate(app, user_id, raw, now)
-        self._set_gauges(owned, partition_of)
-
-    async def sweep_in_steps(self, now: float, owned: set[int], partition_of: Any) -> None:
-        """The same, letting events in between steps (agents.sweeping); those keep `current`
-        up to date for the users they touch."""
-        if not self.apps:
-            return
-        async for _, _, app, user_id, raw in owned_users_in_steps(
-                self.p.users.data, owned, partition_of, self.apps):
-            self._reevaluate(app, user_id, raw, now)
+        async for key, _, raw in owned_users(self.p.users.data, owned, partition_of):
+            app, user_id = split_user_key(key)
+            if app in self.apps:
+                self._reevaluate(app, user_id, raw, now)
         self._set_gauges(owned, partition_of)
 
     def _reevaluate(self, app: str, user_id: str, raw: bytes, now: float) -> None:

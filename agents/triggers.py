@@ -19,9 +19,9 @@ import msgspec
 import orjson
 from psycopg.types.json import Jsonb
 
-from agents.sweeping import owned_users, owned_users_in_steps
+from agents.yielding import owned_users
 from streams.clock import Clock
-from streams.envelope import ValidEvent, user_key
+from streams.envelope import ValidEvent, split_user_key, user_key
 from streams.plan import Plan
 from tables.activity import NO_DAY, UserState, active_days, decode_state, encode_state
 from tables.triggers import (
@@ -136,37 +136,26 @@ class TriggerKeeper:
             for kind in pending_types(state.triggers):
                 self.p.metrics.triggers_pending.labels(app, kind).dec()
 
-    def sweep(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
+    async def sweep(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
         """Evaluate every user of this worker's partitions at the clock's now; write the states
         that changed (store and changelog of the user's partition); recount the pending gauge.
-        Returns the number of states written. In one go: for the recovery rebuild (the timer
-        uses sweep_in_steps)."""
-        if not self.apps:
-            return 0
-        now = self.clock.now()
-        pending: Counter[tuple[str, str]] = Counter()
-        written = sum(self._evaluate_stored(found, now, pending) for found in owned_users(
-            self.p.users.data, owned, partition_of, self.apps))
-        self._set_pending(pending)
-        return written
-
-    async def sweep_in_steps(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
-        """The same, letting events in between steps (agents.sweeping)."""
+        Returns the number of states written. The walk lets events in between, never between
+        reading and writing one user (agents.yielding)."""
         if not self.apps:
             return 0
         now = self.clock.now()
         pending: Counter[tuple[str, str]] = Counter()
         written = 0
-        async for found in owned_users_in_steps(self.p.users.data, owned, partition_of,
-                                                self.apps):
-            written += self._evaluate_stored(found, now, pending)
+        async for key, part, raw in owned_users(self.p.users.data, owned, partition_of):
+            app, user_id = split_user_key(key)
+            if app in self.apps:
+                written += self._evaluate_stored(key, part, app, user_id, raw, now, pending)
         self._set_pending(pending)
         return written
 
-    def _evaluate_stored(self, found: tuple[bytes, int, str, str, bytes], now: float,
-                         pending: Counter[tuple[str, str]]) -> int:
+    def _evaluate_stored(self, key: bytes, part: int, app: str, user_id: str, raw: bytes,
+                         now: float, pending: Counter[tuple[str, str]]) -> int:
         """Evaluate one stored state; write it back when it changed. 1 when written."""
-        key, part, app, user_id, raw = found
         state = decode_state(raw)
         try:
             changed = self.evaluate(app, user_id, state, now)
