@@ -119,6 +119,7 @@ class Sample:
     consumed: float
     users: float
     errors: int
+    stall_max: float = 0.0  # longest event-loop stall so far (pulse_event_loop_stall_max_seconds)
 
 
 def error_lines(log: Path) -> int:
@@ -230,7 +231,8 @@ def run_soak(load: Load, worker: subprocess.Popen, port: int, log: Path, seconds
         samples.append(Sample(time.monotonic() - started, proc.memory_info().rss / 2**20,
                               m.get("pulse_ingest_lag_records", 0.0), consumed - processed(m),
                               processed(m),
-                              m.get("pulse_users_tracked", 0.0), error_lines(log)))
+                              m.get("pulse_users_tracked", 0.0), error_lines(log),
+                              m.get("pulse_event_loop_stall_max_seconds", 0.0)))
         time.sleep(every)
     return samples
 
@@ -240,13 +242,13 @@ def report(samples: list[Sample], rate: float, max_rate: float, args: argparse.N
     table = Table(title=f"soak at {rate:,.0f} events/s ({args.fraction:.0%} of "
                         f"{max_rate:,.0f})")
     for column in ("t s", "RSS MB", "ingest lag", "backlog", "events/s", "users tracked",
-                   "error lines"):
+                   "longest stall s", "error lines"):
         table.add_column(column, justify="right")
     step = max(1, len(samples) // 20)
     for prev, cur in zip(samples[::step], samples[step::step], strict=False):
         table.add_row(f"{cur.at:.0f}", f"{cur.rss_mb:.1f}", f"{cur.lag:.0f}", f"{cur.backlog:.0f}",
                       f"{(cur.consumed - prev.consumed) / (cur.at - prev.at):,.0f}",
-                      f"{cur.users:,.0f}", str(cur.errors))
+                      f"{cur.users:,.0f}", f"{cur.stall_max:.2f}", str(cur.errors))
     console.print(table)
 
     warm = [s for s in samples if s.at >= 0.2 * samples[-1].at]
