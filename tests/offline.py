@@ -80,11 +80,11 @@ def recompute(events: Iterable[dict[str, Any]], plans: dict[str, Plan],
 RETENTION_DAYS = (1, 3, 7, 14, 30, 60, 90)
 
 
-def recompute_cohorts(events: Iterable[dict[str, Any]],
-                      plans: dict[str, Plan]) -> dict[tuple[str, date, str], tuple[int, ...]]:
-    """retention_cohorts rows: (app, cohort_date, kind) → (size, d1, d3, d7, d14, d30, d60, d90),
-    where dN counts users registered in the cohort who were active exactly N days after their
-    own registration day; week cohorts (ISO, keyed by Monday) sum their days."""
+def activity_and_registration(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
+                              ) -> tuple[dict[tuple[str, str], set[date]],
+                                         dict[tuple[str, str], date]]:
+    """Per (app, user): the local days they were active, and their registration day (the
+    earliest registration event, or activity when the plan has none)."""
     active: dict[tuple[str, str], set[date]] = defaultdict(set)
     registered: dict[tuple[str, str], date] = {}
     for doc in unique(events):
@@ -100,6 +100,15 @@ def recompute_cohorts(events: Iterable[dict[str, Any]],
                       doc.get("properties", {}).get(k) == v for k, v in reg.where.items()))
         if is_reg and (user not in registered or day < registered[user]):
             registered[user] = day
+    return active, registered
+
+
+def recompute_cohorts(events: Iterable[dict[str, Any]],
+                      plans: dict[str, Plan]) -> dict[tuple[str, date, str], tuple[int, ...]]:
+    """retention_cohorts rows: (app, cohort_date, kind) → (size, d1, d3, d7, d14, d30, d60, d90),
+    where dN counts users registered in the cohort who were active exactly N days after their
+    own registration day; week cohorts (ISO, keyed by Monday) sum their days."""
+    active, registered = activity_and_registration(events, plans)
     rows: dict[tuple[str, date, str], list[int]] = defaultdict(lambda: [0] * 8)
     for (app, user), cohort in registered.items():
         marks = [1] + [int(cohort + timedelta(days=n) in active[(app, user)])
@@ -756,21 +765,7 @@ def recompute_cohort_breakdowns(events: Iterable[dict[str, Any]], plans: dict[st
 def recompute_cohort_members(events: Iterable[dict[str, Any]], plans: dict[str, Plan]
                              ) -> dict[tuple[str, str], tuple[date, list[str]]]:
     """(app, user) → (registration day, the cohort measures they count in: size, dN…)."""
-    active: dict[tuple[str, str], set[date]] = defaultdict(set)
-    registered: dict[tuple[str, str], date] = {}
-    for doc in unique(events):
-        plan = plans[doc["app"]]
-        day = datetime.fromisoformat(doc["timestamp"]).astimezone(plan.tz).date()
-        user = (doc["app"], doc["user_id"])
-        is_activity = doc["event"] in plan.activity_events
-        if is_activity:
-            active[user].add(day)
-        reg = plan.registration
-        is_reg = (is_activity if reg.event is None else
-                  doc["event"] == reg.event and all(
-                      doc.get("properties", {}).get(k) == v for k, v in reg.where.items()))
-        if is_reg and (user not in registered or day < registered[user]):
-            registered[user] = day
+    active, registered = activity_and_registration(events, plans)
     return {user: (cohort, ["size", *(f"d{n}" for n in RETENTION_DAYS
                                       if cohort + timedelta(days=n) in active[user])])
             for user, cohort in registered.items()}
