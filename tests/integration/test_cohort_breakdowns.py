@@ -17,7 +17,8 @@ import pytest
 
 from streams.plan import load_plans
 from tests.chaos.harness import user_funnels
-from tests.integration.conftest import PulseEnv, wait_for
+from tests.integration.conftest import PulseEnv
+from tests.integration.test_pipeline import wait_until_counters_match
 from tests.integration.test_revenue import _produce
 from tests.offline import breakdown_rows, recompute_cohorts, recompute_counters
 
@@ -82,14 +83,7 @@ def test_breakdowns_and_conversion_funnel_equal_the_offline_recomputation(
     pulse_env.worker()
 
     counters = recompute_counters(events, PLANS, identifies)
-    try:
-        wait_for(lambda: pulse_env.counters() == counters, 240, "app_daily_counters to match")
-    except AssertionError:
-        got = pulse_env.counters()
-        diff = {k: (counters.get(k), got.get(k)) for k in set(counters) | set(got)
-                if counters.get(k) != got.get(k)}
-        raise AssertionError(
-            f"{len(diff)} counter rows differ: {sorted(diff.items())[:6]}") from None
+    wait_until_counters_match(pulse_env, counters, 240)
 
     # The breakdown view: day and ISO-week cohorts, as recomputed, with every kind of value.
     expected = breakdown_rows(counters)

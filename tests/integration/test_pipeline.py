@@ -51,6 +51,18 @@ def wait_until_metrics_match(pulse: PulseEnv, expected: dict, timeout: float = 2
         raise AssertionError(f"{len(diff)} rows differ, e.g. {sorted(diff.items())[:5]}") from None
 
 
+def wait_until_counters_match(pulse: PulseEnv, expected: dict, timeout: float) -> None:
+    """app_daily_counters equal `expected`; else fail naming the rows that differ."""
+    try:
+        wait_for(lambda: pulse.counters() == expected, timeout, "app_daily_counters to match")
+    except AssertionError:
+        got = pulse.counters()
+        diff = {k: (expected.get(k), got.get(k)) for k in set(expected) | set(got)
+                if expected.get(k) != got.get(k)}
+        raise AssertionError(
+            f"{len(diff)} counter rows differ: {sorted(diff.items())[:6]}") from None
+
+
 def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_path: Path) -> None:
     """35 days (so MAU windows fill) of five apps, with late and duplicate deliveries."""
     events = generate(pulse_env, tmp_path / "history.jsonl", "--users", "60", "--days", "35",
@@ -87,14 +99,7 @@ def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_pa
     # The plans' daily counters (seed 004 daily_stats, seed 000 LLM cost) are exact too.
     counters = recompute_counters(events, PLANS)
     assert {name for _, _, name, _ in counters} >= {"carts_created", "total_gmv", "llm_cost_rub"}
-    try:
-        wait_for(lambda: pulse_env.counters() == counters, 30, "app_daily_counters to match")
-    except AssertionError:
-        got = pulse_env.counters()
-        diff = {k: (counters.get(k), got.get(k)) for k in set(counters) | set(got)
-                if counters.get(k) != got.get(k)}
-        raise AssertionError(
-            f"{len(diff)} counter rows differ: {sorted(diff.items())[:6]}") from None
+    wait_until_counters_match(pulse_env, counters, 30)
 
     # Cohort breakdowns (seed 002 §6): the view is those counters by day and ISO week.
     with psycopg.connect(pulse_env.database_url) as conn:
