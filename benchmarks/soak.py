@@ -35,7 +35,7 @@ import tempfile
 import threading
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -120,6 +120,52 @@ class Sample:
     users: float
     errors: int
     stall_max: float = 0.0  # longest event-loop stall so far (pulse_event_loop_stall_max_seconds)
+    # CPU % since the previous sample per process group (100 = one core), and sink rows queued:
+    # what a lag spike coincides with (docs/reliability.md, soak runs 4-5)
+    cpu: dict[str, float] = field(default_factory=dict)
+    sink_pending: float = 0.0
+
+
+def process_group(proc: psutil.Process, worker_pid: int) -> str:
+    if proc.pid == worker_pid:
+        return "worker"
+    name = proc.name()
+    for group in ("tansu", "postgres", "redis"):
+        if group in name:
+            return "broker" if group == "tansu" else group
+    return "other"
+
+
+class CpuSampler:
+    """CPU time per process group between calls: the worker, the broker, PostgreSQL, Redis,
+    this process (the load generator) and the machine as a whole."""
+
+    def __init__(self, worker_pid: int) -> None:
+        self.worker_pid = worker_pid
+        self.me = psutil.Process()
+        self.last: dict[int, tuple[str, float]] = {}
+        self.last_at = time.monotonic()
+        self.sample()
+
+    def sample(self) -> dict[str, float]:
+        now = time.monotonic()
+        elapsed, self.last_at = max(now - self.last_at, 1e-3), now
+        used: dict[str, float] = {"load": 0.0}
+        seen: dict[int, tuple[str, float]] = {}
+        for proc in [self.me, *self.me.children(recursive=True)]:
+            try:
+                times = proc.cpu_times()
+                group = "load" if proc.pid == self.me.pid else process_group(proc,
+                                                                          self.worker_pid)
+            except psutil.Error:
+                continue
+            total = times.user + times.system
+            seen[proc.pid] = (group, total)
+            before = self.last.get(proc.pid, (group, total))[1]
+            used[group] = used.get(group, 0.0) + (total - before) / elapsed * 100
+        self.last = seen
+        used["machine"] = psutil.cpu_percent() * psutil.cpu_count()
+        return used
 
 
 def error_lines(log: Path) -> int:
@@ -160,6 +206,8 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--bytes-per-user", type=int, default=4096,
                         help="RSS a newly tracked user may add (state, indexes, profiles)")
+    parser.add_argument("--samples-json", type=Path, default=None,
+                        help="also write every sample to this file (for a closer look at a spike)")
     args = parser.parse_args()
     plans = load_plans()
 
@@ -202,6 +250,8 @@ def main() -> None:
                 worker.wait(30)
             except subprocess.TimeoutExpired:
                 worker.kill()
+        if args.samples_json:
+            args.samples_json.write_bytes(orjson.dumps([vars(s) for s in samples]))
         report(samples, rate, max_rate, args, error_lines(log), log)
 
 
@@ -223,6 +273,7 @@ def wait_for_port(record: Path, worker: subprocess.Popen, log: Path) -> int:
 def run_soak(load: Load, worker: subprocess.Popen, port: int, log: Path, seconds: float,
              every: float) -> list[Sample]:
     proc = psutil.Process(worker.pid)
+    cpu = CpuSampler(worker.pid)
     samples: list[Sample] = []
     started = time.monotonic()
     while alive(worker, log) and time.monotonic() - started < seconds:
@@ -232,9 +283,17 @@ def run_soak(load: Load, worker: subprocess.Popen, port: int, log: Path, seconds
                               m.get("pulse_ingest_lag_records", 0.0), consumed - processed(m),
                               processed(m),
                               m.get("pulse_users_tracked", 0.0), error_lines(log),
-                              m.get("pulse_event_loop_stall_max_seconds", 0.0)))
+                              m.get("pulse_event_loop_stall_max_seconds", 0.0), cpu.sample(),
+                              m.get("pulse_sink_pending_rows", 0.0)))
         time.sleep(every)
     return samples
+
+
+CPU_GROUPS = ("worker", "broker", "postgres", "redis", "load", "machine")
+
+
+def cpu_cell(cpu: dict[str, float]) -> str:
+    return "/".join(f"{cpu.get(group, 0.0):.0f}" for group in CPU_GROUPS)
 
 
 def report(samples: list[Sample], rate: float, max_rate: float, args: argparse.Namespace,
@@ -242,13 +301,15 @@ def report(samples: list[Sample], rate: float, max_rate: float, args: argparse.N
     table = Table(title=f"soak at {rate:,.0f} events/s ({args.fraction:.0%} of "
                         f"{max_rate:,.0f})")
     for column in ("t s", "RSS MB", "ingest lag", "backlog", "events/s", "users tracked",
-                   "longest stall s", "error lines"):
+                   "longest stall s", "CPU % worker/broker/pg/redis/load/machine",
+                   "sink rows queued", "error lines"):
         table.add_column(column, justify="right")
     step = max(1, len(samples) // 20)
     for prev, cur in zip(samples[::step], samples[step::step], strict=False):
         table.add_row(f"{cur.at:.0f}", f"{cur.rss_mb:.1f}", f"{cur.lag:.0f}", f"{cur.backlog:.0f}",
                       f"{(cur.consumed - prev.consumed) / (cur.at - prev.at):,.0f}",
-                      f"{cur.users:,.0f}", f"{cur.stall_max:.2f}", str(cur.errors))
+                      f"{cur.users:,.0f}", f"{cur.stall_max:.2f}", cpu_cell(cur.cpu),
+                      f"{cur.sink_pending:,.0f}", str(cur.errors))
     console.print(table)
 
     warm = [s for s in samples if s.at >= 0.2 * samples[-1].at]
