@@ -30,14 +30,43 @@ WINDOW_OF_DAYS = {1: "dau_last", 7: "wau_last", 30: "mau_last"}
 
 
 
-def paying_note(plan: Plan) -> str:
-    """Why seed 001's block 6 is empty: no subscription state per user is stored anywhere."""
-    events = sorted(name for name in plan.events if name.startswith("subscription_"))
-    source = (f"{plan.app}'s subscription events ({', '.join(events)}) feed only funnel counts"
-              if events else f"{plan.app}'s plan has no subscription events")
-    return ("not tracked yet: Pulse stores no subscription status per user (user_profiles has "
-            f"no plan or paid field; {source}), so seed 001's paying-user activity (Pro users "
-            "active ≥3 days/week, 'dead souls' <1 day/week) cannot be derived")
+# Seed 001 block 6 counts paying users by days active per week: active ≥ 3, "dead souls" < 1.
+# A week is read as the average week of the last 30 days (user_profiles.days_active_30 × 7/30),
+# which is what the profile keeps: ≥ 3 days a week is ≥ 13 of 30 days, < 1 is ≤ 4 of 30.
+PAYING_ACTIVE_DAYS_30 = 13
+PAYING_DEAD_DAYS_30 = 4
+
+
+def paying_section(conn: psycopg.Connection, plan: Plan) -> dict[str, Any]:
+    title, columns = "Paying-user activity (seed 001 block 6)", ["users", "share"]
+    if plan.revenue is None or plan.profile is None:
+        missing = "revenue" if plan.revenue is None else "profile"
+        return section(title, "metric", columns,
+                       notes=[f"not tracked for {plan.app}: its plan has no {missing} section"])
+    counts = {"active": 0, "inactive": 0, "dead": 0, "no_profile": 0}
+    plans: dict[str, int] = {}
+    for plan_name, days, users in q.paying_activity(conn, plan.app):
+        plans[plan_name] = plans.get(plan_name, 0) + users
+        if days is None:
+            bucket = "no_profile"
+        elif days >= PAYING_ACTIVE_DAYS_30:
+            bucket = "active"
+        elif days <= PAYING_DEAD_DAYS_30:
+            bucket = "dead"
+        else:
+            bucket = "inactive"
+        counts[bucket] += users
+    total = sum(counts.values())
+    rows = {"total": {"users": total, "share": ratio(total, total)}}
+    rows.update({bucket: {"users": users, "share": ratio(users, total)}
+                 for bucket, users in counts.items() if users or bucket != "no_profile"})
+    rows.update({f"plan:{name}": {"users": users, "share": ratio(users, total)}
+                 for name, users in sorted(plans.items())})
+    return section(title, "metric", columns, rows, [
+        "paying = subscription active now (user_properties); days a week = the average week "
+        "of the last 30 days (user_profiles.days_active_30 × 7/30): active ≥ 3 "
+        f"(≥ {PAYING_ACTIVE_DAYS_30} of 30 days), dead < 1 (≤ {PAYING_DEAD_DAYS_30} of 30), "
+        "inactive between"])
 
 
 def section(title: str, key: str, columns: list[str], rows: dict[str, dict[str, Any]] | None = None,
@@ -76,8 +105,7 @@ def build_report(dsn: str, plan: Plan, period: Period, today: date,
             "funnel": funnel_section(conn, plan, period, today),
             "segments": segment_section(conn, plan),
             "churn_risk": churn_section(conn, plan),
-            "paying_users": section("Paying-user activity (seed 001 block 6)", "metric",
-                                    ["users", "share"], notes=[paying_note(plan)]),
+            "paying_users": paying_section(conn, plan),
             "costs": cost_section(conn, plan, period, previous, now, before),
             "daily": daily_section(conn, plan, period),
             "crisis": crisis_section(conn, plan, period, previous),

@@ -121,6 +121,18 @@ def churn_levels(conn: psycopg.Connection, app: str) -> list[tuple[str, int, int
     return [(level, int(users), int(total)) for level, users, total in rows]
 
 
+def paying_activity(conn: psycopg.Connection, app: str) -> list[tuple[str, int | None, int]]:
+    """(plan, days active in the last 30 days or None without a profile, users) of the users
+    whose subscription is active now (user_properties, written by the revenue keeper)."""
+    rows = conn.execute("""
+        SELECT p.subscription->>'subscription_plan', u.days_active_30, count(*)
+        FROM user_properties p
+        LEFT JOIN user_profiles u ON u.app = p.app AND u.user_id = p.user_id
+        WHERE p.app = %s AND p.subscription->>'subscription_status' = 'active'
+        GROUP BY 1, 2""", (app,)).fetchall()
+    return [(plan or "", days, int(users)) for plan, days, users in rows]
+
+
 def counter_totals(conn: psycopg.Connection, app: str,
                    period: Period) -> dict[tuple[str, str], float]:
     """The plan's daily counters (funnel counts aside) summed over the period, by

@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 import psycopg
 import pytest
+from psycopg.types.json import Jsonb
 
 from sinks.postgres import migrate
 from streams.plan import load_plans
@@ -55,6 +56,15 @@ def profiles(conn: psycopg.Connection, app: str, rows: list[tuple[str, str, str,
            "return_count, longest_inactive_period, first_week_active")
 
 
+def subscriptions(conn: psycopg.Connection, app: str,
+                  rows: list[tuple[str, str, str | None]]) -> None:
+    """user_properties rows as the revenue keeper writes them: (user, status, plan)."""
+    insert(conn, "user_properties",
+           [(app, user, Jsonb({}), Jsonb({"subscription_status": status,
+                                          "subscription_plan": plan}))
+            for user, status, plan in rows], "app, user_id, properties, subscription")
+
+
 def incidents(conn: psycopg.Connection, rows: list[tuple[Any, ...]]) -> None:
     out = []
     for incident, detected, level, status, response, breached, pages in rows:
@@ -83,6 +93,15 @@ def seed_rows(dsn: str) -> None:
             ("u3", "quiet_user", "medium", 20), ("u4", "quiet_user", "high", 40),
             ("u5", "quiet_user", "critical", 75), ("u6", "new_user", "critical", 60)])
         profiles(conn, "ton18", [("x1", "enthusiast", "low", 0)])  # another app: not counted
+        # Paying users (seed 001 block 6): days active in the last 30 days per profile.
+        for user, days in (("u1", 20), ("u2", 13), ("u3", 12), ("u4", 4), ("u5", 30)):
+            conn.execute("UPDATE user_profiles SET days_active_30 = %s WHERE app = 'onepercent' "
+                         "AND user_id = %s", (days, user))
+        subscriptions(conn, "onepercent", [
+            ("u1", "active", "pro"), ("u2", "active", "pro"), ("u3", "active", "basic"),
+            ("u4", "active", "pro"), ("u5", "cancelled", "pro"), ("u6", "trial", None),
+            ("u7", "active", "basic")])  # u7 has no profile yet
+        subscriptions(conn, "ton18", [("x1", "active", "pro")])  # another app: not counted
         # onepercent's conversion funnel (seed 001): two cohorts of the current week.
         counters(conn, "onepercent", [
             (D("2024-01-08"), "funnel:conversion:cohort", "0:registered", 4),
@@ -241,8 +260,13 @@ def test_report_sections_hold_the_hand_computed_numbers(pulse_env: PulseEnv) -> 
         "medium": {"users": 1, "share": 1 / 6, "average_score": 20.0},
         "low": {"users": 2, "share": 2 / 6, "average_score": 2.5},
         "total": {"users": 6, "share": 1.0, "average_score": 200 / 6}}
-    assert report["paying_users"]["rows"] == {}
-    assert report["paying_users"]["notes"][0].startswith("not tracked yet")
+    # Active ≥ 13 of 30 days (≥ 3 a week), dead ≤ 4 (< 1 a week); cancelled and trials are
+    # not paying.
+    assert report["paying_users"]["rows"] == {
+        "total": {"users": 5, "share": 1.0}, "active": {"users": 2, "share": 0.4},
+        "inactive": {"users": 1, "share": 0.2}, "dead": {"users": 1, "share": 0.2},
+        "no_profile": {"users": 1, "share": 0.2}, "plan:basic": {"users": 2, "share": 0.4},
+        "plan:pro": {"users": 3, "share": 0.6}}
     assert report["costs"]["rows"] == {}  # onepercent declares no counters
     assert report["daily"]["rows"] == {
         "2024-01-08": {"dau": 10, "wau": 20, "mau": 40, "new_users": 3, "sessions": 12,
@@ -327,7 +351,8 @@ def test_report_sections_hold_the_hand_computed_numbers(pulse_env: PulseEnv) -> 
     assert costs["llm_cost_rub_per_active_user"] == changed(19.75 / 4, 10.0 / 5)
     assert [row["users"] for key, row in report["funnel"]["rows"].items()
             if key.startswith("conversion/")] == [0, 0, 0, 0, 0]
-    assert "subscription_activated" in report["paying_users"]["notes"][0]
+    assert report["paying_users"]["notes"] == [
+        "not tracked for emotional_balance: its plan has no profile section"]
     assert_same_numbers(pulse_env, args, report)
 
 
