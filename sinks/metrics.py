@@ -6,7 +6,19 @@ id (DESIGN decision 5). Buckets are explicit and in the unit observed.
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
+
+# No `<name>_created` series beside each counter and histogram child: nothing reads them, they
+# doubled what a scrape renders (a full /metrics took ~88 ms of a busy worker's time, in a
+# thread that holds the GIL against the event loop: benchmarks/RESULTS.md, latency).
+disable_created_metrics()
 
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 604800)
 # Around the 60 s crisis SLA (seed 000): fine below it, coarse above.
