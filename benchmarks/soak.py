@@ -95,12 +95,14 @@ class Load:
     """Live sessions at `rate` events/s from a thread (0 = pause).
 
     The soak's traffic is generated and serialized before it starts (`prepare`), each session
-    stamped with the time it is due: generating it live took ~15% of a core, taken from the
-    worker and the broker on a two-core machine. Past the prepared traffic, sessions are
-    generated live."""
+    stamped with the time it is due: generating it live put the load generator at 25-30% of a
+    core instead of ~10%, taken from the worker and the broker on a two-core machine
+    (docs/reliability.md, soak run 9). Past the prepared traffic, sessions are generated
+    live."""
 
-    def __init__(self, bootstrap: str, plans: dict[str, Plan], users: int) -> None:
-        self.publisher = Publisher(bootstrap, "pulse.ingest")
+    def __init__(self, bootstrap: str, plans: dict[str, Plan], users: int,
+                 linger_ms: float = 20) -> None:
+        self.publisher = Publisher(bootstrap, "pulse.ingest", linger_ms)
         self.plans, self.users = plans, users
         self.rng = random.Random(7)
         self.rate = 0.0
@@ -255,6 +257,11 @@ def main() -> None:
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
     parser.add_argument("--bytes-per-user", type=int, default=4096,
                         help="RSS a newly tracked user may add (state, indexes, profiles)")
+    # The embedded broker's every fetch lists every batch a partition ever received
+    # (benchmarks/broker_fetch_cost.py): the load generator's batches, which are not Pulse's,
+    # should add as few as they can. Kafka would not care.
+    parser.add_argument("--publish-linger-ms", type=float, default=100.0,
+                        help="the load generator's producer linger (batches on the ingest topic)")
     parser.add_argument("--samples-json", type=Path, default=None,
                         help="also write every sample to this file (for a closer look at a spike)")
     args = parser.parse_args()
@@ -274,7 +281,7 @@ def main() -> None:
         worker = subprocess.Popen(
             [sys.executable, "-m", "streams.cli", "worker", "--loglevel", "WARNING"], env=env,
             cwd=tmp, stdout=open(log, "ab"), stderr=subprocess.STDOUT)  # noqa: SIM115
-        load = Load(svc.kafka_bootstrap, plans, args.users)
+        load = Load(svc.kafka_bootstrap, plans, args.users, args.publish_linger_ms)
         try:
             port = wait_for_port(Path(tmp) / "state" / "workers" / f"{worker.pid}.json", worker,
                                  log)

@@ -26,10 +26,10 @@ class PublishSummary:
     errors: dict[str, int] | None = None
 
 
-def make_producer(bootstrap: str) -> Producer:
+def make_producer(bootstrap: str, linger_ms: float = 20) -> Producer:
     return Producer({
         "bootstrap.servers": bootstrap,
-        "linger.ms": 20,
+        "linger.ms": linger_ms,
         "batch.num.messages": 5000,
         "enable.idempotence": False,  # the embedded broker has no idempotent producer support
         "acks": "all",
@@ -41,8 +41,8 @@ def make_producer(bootstrap: str) -> Producer:
 class Publisher:
     """Sends records and counts what the broker acknowledged — nothing is counted sent blindly."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.producer = make_producer(bootstrap)
+    def __init__(self, bootstrap: str, topic: str, linger_ms: float = 20) -> None:
+        self.producer = make_producer(bootstrap, linger_ms)
         self.topic = topic
         self.summary = PublishSummary(errors={})
 
