@@ -393,7 +393,13 @@ def report(samples: list[Sample], rate: float, max_rate: float, args: argparse.N
     console.print(f"lag (ingest lag + backlog behind it): max {lag_max:.0f} events over the "
                   f"second half, last {last_lag:.0f} (bound {lag_bound:.0f} = 2 s of traffic)")
     console.print(f"applied {achieved:,.0f} events/s on average; error lines: {errors} "
-                  f"({log.name})")
+                  f"({log.name}; {samples[-1].errors} while running, the rest at shutdown)")
+    if errors:
+        # The log goes with the temporary directory: show what the error lines said.
+        lines = log.read_bytes().splitlines()
+        for i in [i for i, line in enumerate(lines) if ERROR_LINE.search(line)][:5]:
+            console.print(b"\n".join(lines[i:i + 12]).decode(errors="replace"), markup=False,
+                          highlight=False)
     for name, ok in verdicts.items():
         console.print(f"{name}: {'PASS' if ok else 'FAIL'}")
     console.print(f"verdict: {'PASS' if all(verdicts.values()) else 'FAIL'}")
