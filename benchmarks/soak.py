@@ -10,7 +10,7 @@ every few seconds, then prints a table and a verdict:
   rejected) stays below two seconds of traffic, and ends below it;
 * no error logs: no ERROR/CRITICAL line and no traceback in the worker's log.
 
-    .venv/bin/python benchmarks/soak.py --max-rate 7000      # what docs/reliability.md ran
+    .venv/bin/python benchmarks/soak.py --max-rate 4760      # docs/reliability.md, runs 10-11
     .venv/bin/python benchmarks/soak.py                      # measure the max first
 
 Measuring drains a backlog sent at once, i.e. full ingest batches: it overstates what the
