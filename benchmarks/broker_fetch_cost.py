@@ -1,11 +1,12 @@
-"""What a caught-up consumer costs the embedded broker, by how many record batches a partition
-holds.
+"""What a consumer keeping up with live traffic costs the embedded broker, by how many record
+batches the partition holds.
 
-Tansu's memory storage keeps each produced batch as one object and answers every fetch by
-listing all the objects of the partition (tansu-storage `dynostore.rs`, `fetch`); it has no
-retention and no DeleteRecords. So the CPU a polling consumer costs the broker grows with
-everything ever written to the topic, and a long run on the embedded stack slows down even at
-a constant rate (docs/reliability.md, soak run 6). Real Kafka finds the offset in an index.
+Tansu's memory storage keeps each produced batch as one object and answers every fetch that
+has new records by listing all the objects of the partition (tansu-storage `dynostore.rs`,
+`fetch`); it has no retention and no DeleteRecords. So the CPU a consumer costs the broker
+grows with everything ever written to the topic, and a long run on the embedded stack slows
+down even at a constant rate (docs/reliability.md, soak run 6). Real Kafka finds the offset
+in an index.
 
 For each size the partition is filled to that many batches (one record each), then one aiokafka
 consumer, at the end, keeps up for `--seconds` with a trickle of new records (a caught-up
