@@ -47,7 +47,7 @@ from rich.table import Table
 
 from streams.embedded import EmbeddedServices
 from streams.envelope import user_key
-from streams.generate import live_session
+from streams.generate import EventFactory, first_seen, live_session
 from streams.plan import Plan, load_plans
 from streams.publish import Publisher
 
@@ -133,6 +133,19 @@ class Load:
             self.prepared.append(session)
             count += len(session)
         return start
+
+    def user_base(self, days: int) -> list[Record]:
+        """One registration (or first event) per user of every app, at a random time within
+        the last `days` days: the users the live sessions return as, known before the soak."""
+        rng = random.Random(11)
+        now = datetime.now(UTC)
+        events: list[dict] = []
+        for app in sorted(self.plans):
+            factory = EventFactory(self.plans[app], rng)
+            for user in range(self.users):
+                when = now - timedelta(days=1 + rng.random() * (days - 1))
+                events.extend({**e, "historical": True} for e in first_seen(factory, user, when))
+        return self.records(events)
 
     def send(self, records: list[Record]) -> None:
         for value, key in records:
@@ -223,25 +236,31 @@ def error_lines(log: Path) -> int:
     return sum(1 for line in log.read_bytes().splitlines() if ERROR_LINE.search(line))
 
 
-def measure_max(load: Load, port: int, events: int) -> float:
-    """Events/s the worker applies from a backlog of `events` live events sent at once (read
-    from ingest is not enough: the ingest stage outruns the per-user stage behind it)."""
+def drain(load: Load, port: int, records: list[Record]) -> float:
+    """Send `records` at once and wait until the worker has processed them all; returns the
+    events/s it applied them at (read from ingest is not enough: the ingest stage outruns the
+    per-user stage behind it)."""
     before = processed(scrape(port))
-    batch: list[dict] = []
-    while len(batch) < events:
-        batch.extend(live_events(load.plans, load.rng, load.users))
-    load.send(load.records(batch))
+    load.send(records)
     load.publisher.flush(60)
     first = None
     while True:
-        consumed = processed(scrape(port)) - before
+        done = processed(scrape(port)) - before
         now = time.monotonic()
-        if first is None and consumed > 0:
-            first, first_count = now, consumed
-        if consumed >= len(batch):
+        if first is None and done > 0:
+            first, first_count = now, done
+        if done >= len(records):
             assert first is not None
-            return (consumed - first_count) / max(now - first, 1e-3)
+            return (done - first_count) / max(now - first, 1e-3)
         time.sleep(0.1)
+
+
+def measure_max(load: Load, port: int, events: int) -> float:
+    """Events/s the worker applies from a backlog of `events` live events sent at once."""
+    batch: list[dict] = []
+    while len(batch) < events:
+        batch.extend(live_events(load.plans, load.rng, load.users))
+    return drain(load, port, load.records(batch))
 
 
 def main() -> None:
@@ -255,6 +274,11 @@ def main() -> None:
     # hundreds of events, and the per-user dedupe state grows with them (docs/reliability.md).
     parser.add_argument("--users", type=int, default=50_000, help="users per app")
     parser.add_argument("--every", type=float, default=5.0, help="seconds between samples")
+    # Without it nearly every session of the run is a user the worker has not seen (250k users,
+    # ~200k sessions): the soak measured a flood of newcomers, not the steady state it is for.
+    parser.add_argument("--user-base-days", type=int, default=30,
+                        help="first make every user known, registered within this many days "
+                             "before the run (0: start from no users)")
     parser.add_argument("--bytes-per-user", type=int, default=4096,
                         help="RSS a newly tracked user may add (state, indexes, profiles)")
     # The embedded broker's every fetch lists every batch a partition ever received
@@ -287,9 +311,12 @@ def main() -> None:
                                  log)
             while alive(worker, log) and scrape(port).get("pulse_partitions_owned", 0) < 1:
                 time.sleep(0.5)
+            if args.user_base_days > 0:
+                base = load.user_base(args.user_base_days)
+                console.print(f"user base: {len(base):,} users of {len(plans)} apps, "
+                              f"applied at {drain(load, port, base):,.0f} events/s")
             if args.max_rate is None:
-                # Twice: the first run also fills the state with the user population.
-                measure_max(load, port, 30_000)
+                measure_max(load, port, 30_000)  # a warm-up: the first sessions' state
                 max_rate = measure_max(load, port, 60_000)
                 console.print(f"measured max: {max_rate:,.0f} events/s")
             else:

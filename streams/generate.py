@@ -182,6 +182,12 @@ def _registration(factory: EventFactory, user: int, ts: datetime) -> list[dict[s
     return [factory.event(user, plan.registration.event, ts, registration=True)]
 
 
+def first_seen(factory: EventFactory, user: int, ts: datetime) -> list[dict[str, Any]]:
+    """The one event that makes a user known at `ts`: the plan's registration event, or the
+    first event of a session where first activity registers (a user base to start from)."""
+    return _registration(factory, user, ts) or factory.session(user, ts)[:1]
+
+
 def _journeys(factory: EventFactory, rng: random.Random, user: int, signup: datetime,
               end: datetime, engaged: bool = False) -> list[dict[str, Any]]:
     plan = factory.plan

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -11,7 +12,7 @@ import pytest
 
 import streams.generate as generate_module
 from streams.envelope import ValidEvent
-from streams.generate import GenOptions, generate
+from streams.generate import EventFactory, GenOptions, first_seen, generate
 from streams.plan import load_plans
 from streams.privacy import Pseudonymizer
 from streams.validate import Limits, validate_record
@@ -96,6 +97,19 @@ def test_first_event_of_each_user_registers_them(app: str, traffic: list[dict[st
         assert doc["event"] == plan.registration.event
         assert doc["properties"].items() >= plan.registration.where.items()
         assert registrations[user] == 1, user
+
+
+def test_first_seen_registers_one_user_at_the_given_time(app: str) -> None:
+    # The soak's user base (benchmarks/soak.py): one event that makes user n known, at ts.
+    factory = EventFactory(PLANS[app], random.Random(5))
+    at = END - timedelta(days=3)
+    docs = [first_seen(factory, n, at) for n in range(40)]
+    assert all(len(d) == 1 for d in docs)
+    events = [validated(d[0]) for d in docs]
+    assert all(e.registration for e in events)
+    assert len({e.user_id for e in events}) == 40
+    assert {when(d[0]) for d in docs} == {at}
+    assert docs[7][0]["user_id"] == factory.user_id(7)
 
 
 def test_same_seed_same_output_other_seed_other_output(app: str,
