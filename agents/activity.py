@@ -390,26 +390,35 @@ def register(p: Pipeline) -> None:
                 metrics.active_users.labels(app, window).set(totals[column])
         metrics.users_tracked.set(len(p.users))
 
+    share = p.settings.sweep_share  # of the event loop, for the periodic sweeps below
+
     @p.app.timer(p.settings.profile_sweep_seconds)
     async def profile_sweep() -> None:
         """Inactivity changes segments and risk without any event: re-evaluate everyone."""
-        await profiles.sweep(utc_now().timestamp(), p.owned_partitions(), partition_of)
+        with metrics.sweep_seconds.labels("profiles").time():
+            await profiles.sweep(utc_now().timestamp(), p.owned_partitions(), partition_of,
+                                 share)
 
     @p.app.timer(p.settings.trigger_sweep_seconds)
     async def trigger_sweep() -> None:
         """Inactivity, 20:00 local and expiry happen with no event: evaluate everyone."""
-        await triggers.sweep(p.owned_partitions(), partition_of)
+        with metrics.sweep_seconds.labels("triggers").time():
+            await triggers.sweep(p.owned_partitions(), partition_of, share)
 
     @p.app.timer(p.settings.lifecycle_sweep_seconds)
     async def lifecycle_sweep() -> None:
         """Data lifecycle: forget users inactive past the state TTL; drop old audit rows."""
         if rebuilds["running"]:
             return  # the next sweep forgets them
+        with metrics.sweep_seconds.labels("lifecycle").time():
+            await forget_expired()
+
+    async def forget_expired() -> None:
         now = utc_now().timestamp()
         residuals: dict[int, list[tuple[bytes, bytes]]] = defaultdict(list)
         forgotten: list[tuple[int, bytes]] = []
         async for key, part, raw in owned_users(p.users.data, p.owned_partitions(),
-                                                partition_of):
+                                                partition_of, share=share):
             if rebuilds["running"]:
                 break  # a rebalance began during the walk: its rebuild counts these users
             app, user_id = split_user_key(key)

@@ -110,13 +110,15 @@ class ProfileKeeper:
             self.p.metrics.users_by_segment.labels(app, was[0]).dec()
             self.p.metrics.users_by_churn_risk.labels(app, was[1]).dec()
 
-    async def sweep(self, now: float, owned: set[int], partition_of: Any) -> None:
+    async def sweep(self, now: float, owned: set[int], partition_of: Any,
+                    share: float = 1.0) -> None:
         """Re-evaluate every profile of this worker's partitions at `now`; refresh gauges.
-        The walk lets events in between (agents.yielding); those keep `current` up to date for
-        the users they touch."""
+        The walk lets events in between (agents.yielding, `share` of the loop at most); those
+        keep `current` up to date for the users they touch."""
         if not self.apps:
             return
-        async for key, _, raw in owned_users(self.p.users.data, owned, partition_of):
+        async for key, _, raw in owned_users(self.p.users.data, owned, partition_of,
+                                             share=share):
             app, user_id = split_user_key(key)
             if app in self.apps:
                 self._reevaluate(app, user_id, raw, now)

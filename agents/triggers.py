@@ -136,17 +136,19 @@ class TriggerKeeper:
             for kind in pending_types(state.triggers):
                 self.p.metrics.triggers_pending.labels(app, kind).dec()
 
-    async def sweep(self, owned: set[int], partition_of: Callable[[bytes], int]) -> int:
+    async def sweep(self, owned: set[int], partition_of: Callable[[bytes], int],
+                    share: float = 1.0) -> int:
         """Evaluate every user of this worker's partitions at the clock's now; write the states
         that changed (store and changelog of the user's partition); recount the pending gauge.
         Returns the number of states written. The walk lets events in between, never between
-        reading and writing one user (agents.yielding)."""
+        reading and writing one user (agents.yielding, `share` of the loop at most)."""
         if not self.apps:
             return 0
         now = self.clock.now()
         pending: Counter[tuple[str, str]] = Counter()
         written = 0
-        async for key, part, raw in owned_users(self.p.users.data, owned, partition_of):
+        async for key, part, raw in owned_users(self.p.users.data, owned, partition_of,
+                                                share=share):
             app, user_id = split_user_key(key)
             if app in self.apps:
                 written += self._evaluate_stored(key, part, app, user_id, raw, now, pending)

@@ -23,26 +23,38 @@ TURN_SECONDS = 0.01
 
 
 class Turns:
-    """`await turns.maybe()` inside a loop: yields once `budget` seconds have passed."""
+    """`await turns.maybe()` inside a loop: yields once `budget` seconds have passed.
 
-    def __init__(self, budget: float = TURN_SECONDS) -> None:
+    With `share` below 1 the walk is a background job: after each turn it stays away for as
+    long as `share` leaves to the rest of the loop (a turn of 10 ms at share 0.25: 30 ms
+    away). A bare `sleep(0)` lets each other task take one step per turn, and the activity
+    agent needs several steps per record: a 250k-user trigger sweep cut events applied from
+    3.3k/s to under 100/s for a minute (docs/reliability.md, session 5). A rebuild after
+    recovery keeps share 1: the streams are paused until it ends."""
+
+    def __init__(self, budget: float = TURN_SECONDS, share: float = 1.0) -> None:
+        if not 0.0 < share <= 1.0:
+            raise ValueError(f"share must be in (0, 1], not {share}")
         self.budget = budget
+        self.away = (1.0 - share) / share  # seconds away per second of walking
         self._since = time.perf_counter()
         self.yields = 0
 
     async def maybe(self) -> None:
-        if time.perf_counter() - self._since >= self.budget:
-            await asyncio.sleep(0)
+        walked = time.perf_counter() - self._since
+        if walked >= self.budget:
+            await asyncio.sleep(walked * self.away)
             self.yields += 1
             self._since = time.perf_counter()
 
 
 async def owned_users(store: Mapping[bytes, bytes | None], owned: Container[int],
                       partition_of: Callable[[bytes], int], turns: Turns | None = None,
-                      ) -> AsyncIterator[tuple[bytes, int, bytes]]:
+                      share: float = 1.0) -> AsyncIterator[tuple[bytes, int, bytes]]:
     """(key, partition, current raw state) of every user of the `owned` partitions, read at
-    the moment the walk reaches it; users removed meanwhile are skipped."""
-    turns = turns or Turns()
+    the moment the walk reaches it; users removed meanwhile are skipped. `share`: of the event
+    loop, for a walk in the background (Turns)."""
+    turns = turns or Turns(share=share)
     for key in list(store.keys()):
         await turns.maybe()
         raw = store.get(key)

@@ -31,6 +31,7 @@ REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.2
 SESSION_BUCKETS = (0, 30, 60, 120, 300, 480, 900, 1800, 3600, 7200, 14400)
 # Event-loop stalls (issue 6): the publish → /metrics target is 250 ms.
 STALL_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+SWEEP_BUCKETS = (0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800)
 
 
 class Metrics:
@@ -229,6 +230,11 @@ class Metrics:
         self.loop_stall_max = Gauge(
             "pulse_event_loop_stall_max_seconds", "Longest delay of the probe tick since the "
             "worker started", registry=r)
+        # How long each walk over every user takes at this worker's user count: a sweep longer
+        # than its interval never rests (settings.sweep_share sets how much of the loop it has).
+        self.sweep_seconds = Histogram(
+            "pulse_sweep_seconds", "Wall time of one periodic sweep over every user, by sweep",
+            ["sweep"], buckets=SWEEP_BUCKETS, registry=r)
 
 
 class RevenueMetrics:

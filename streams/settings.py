@@ -77,6 +77,9 @@ class Settings(BaseSettings):
     trigger_sweep_seconds: float = Field(
         300.0, description="how often every user's re-engagement triggers are evaluated "
         "(inactivity, streak at risk at 20:00 local, expiry)")
+    sweep_share: float = Field(
+        0.3, gt=0.0, le=1.0, description="most of the worker's event loop a periodic sweep "
+        "(profiles, triggers, lifecycle) takes while it walks every user; events get the rest")
     clock_file: Path | None = Field(
         None, description="tests and replays only: a file holding an ISO-8601 instant that "
         "trigger evaluation takes as now instead of the wall clock (re-read when it changes)")

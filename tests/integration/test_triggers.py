@@ -203,6 +203,8 @@ def test_triggers_from_events_and_the_sweep_match_the_seed_rules(
     assert {r.key for r in records} == {f"onepercent\x1f{d['user_id']}".encode()
                                         for d in published}
     assert worker.total("pulse_triggers_pending", app="onepercent") == len(expected)
+    # The triggers came from periodic sweeps (every second here), each timed for operators.
+    assert worker.total("pulse_sweep_seconds_count", sweep="triggers") >= 1
     assert worker.total("pulse_triggers_created_total", app="onepercent",
                         type="streak_at_risk") == sum(
         1 for r in expected.values() if r["type"] == "streak_at_risk")

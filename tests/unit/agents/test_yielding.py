@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 import gc
 
+import pytest
+
+from agents import yielding
 from agents.yielding import Turns, owned_users, pause_collector, resume_collector
 
 
@@ -45,6 +48,33 @@ def test_turns_yield_only_after_the_budget() -> None:
         return turns.yields
 
     assert asyncio.run(run()) == 0
+
+
+def test_a_background_walk_stays_away_for_the_rest_of_its_share(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A clock the test moves, and the sleeps the walk asks for: no timing of the machine.
+    clock = [100.0]
+    slept: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        slept.append(seconds)
+
+    monkeypatch.setattr(yielding.time, "perf_counter", lambda: clock[0])
+    monkeypatch.setattr(yielding.asyncio, "sleep", sleep)
+
+    async def walk(share: float) -> list[float]:
+        slept.clear()
+        turns = Turns(budget=0.01, share=share)
+        for step in (0.004, 0.004, 0.004, 0.02):  # walked 0.012 s, then 0.02 s
+            clock[0] += step
+            await turns.maybe()
+        return list(slept)
+
+    assert asyncio.run(walk(0.25)) == pytest.approx([0.036, 0.06])  # 3 s away per s walked
+    assert asyncio.run(walk(0.5)) == pytest.approx([0.012, 0.02])
+    assert asyncio.run(walk(1.0)) == [0.0, 0.0]  # a rebuild: a bare turn, no rest
+    with pytest.raises(ValueError):
+        Turns(share=0.0)
 
 
 def test_collector_is_paused_frozen_and_thawed_when_the_sinks_drain() -> None:
