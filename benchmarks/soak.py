@@ -61,7 +61,8 @@ console = Console()
 SCRAPED = ("pulse_ingest_lag_records", "pulse_events_consumed_total", "pulse_events_valid_total",
            "pulse_events_duplicate_total", "pulse_events_rejected_total", "pulse_users_tracked",
            "pulse_partitions_owned", "pulse_event_loop_stall_max_seconds",
-           "pulse_sink_pending_rows")
+           "pulse_sink_pending_rows", "pulse_sweep_seconds_count", "pulse_sweep_seconds_sum",
+           "pulse_triggers_created_total")
 
 
 def scrape(port: int) -> dict[str, float]:
@@ -255,6 +256,21 @@ def drain(load: Load, port: int, records: list[Record]) -> float:
         time.sleep(0.1)
 
 
+def first_sweep(port: int, worker: subprocess.Popen, log: Path) -> None:
+    """Wait for the worker's first periodic sweep (triggers, PULSE_TRIGGER_SWEEP_SECONDS after
+    its start). Over a user base just loaded it is a one-off: every inactive user of a plan
+    with triggers gets one (tens of thousands of rows at once), which is not the steady state
+    the soak is for; the later sweeps, over users who mostly have theirs, are inside the run."""
+    console.print("waiting for the first sweep over the user base")
+    while alive(worker, log) and scrape(port).get("pulse_sweep_seconds_count", 0.0) < 1:
+        time.sleep(2)
+    while alive(worker, log) and scrape(port).get("pulse_sink_pending_rows", 0.0) > 0:
+        time.sleep(1)  # and the rows it made are written
+    m = scrape(port)
+    console.print(f"first sweep: {m.get('pulse_sweep_seconds_sum', 0.0):.1f} s, "
+                  f"{m.get('pulse_triggers_created_total', 0.0):,.0f} triggers created")
+
+
 def measure_max(load: Load, port: int, events: int) -> float:
     """Events/s the worker applies from a backlog of `events` live events sent at once."""
     batch: list[dict] = []
@@ -315,6 +331,7 @@ def main() -> None:
                 base = load.user_base(args.user_base_days)
                 console.print(f"user base: {len(base):,} users of {len(plans)} apps, "
                               f"applied at {drain(load, port, base):,.0f} events/s")
+                first_sweep(port, worker, log)
             if args.max_rate is None:
                 measure_max(load, port, 30_000)  # a warm-up: the first sessions' state
                 max_rate = measure_max(load, port, 60_000)
