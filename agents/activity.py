@@ -28,6 +28,7 @@ from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
 from agents.triggers import TriggerKeeper
 from agents.yielding import Turns, owned_users, pause_collector, resume_collector
+from sinks.metrics import observe_all
 from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
 from streams.plan import FORGET_EVENT
@@ -87,6 +88,8 @@ def register(p: Pipeline) -> None:
         beyond_history: Counter[str] = Counter()
         beyond_dedupe: Counter[str] = Counter()
         residuals: list[tuple[bytes, bytes]] = []
+        lags: list[float] = []  # observed per batch too (sinks.metrics.observe_all)
+        sessions_closed: defaultdict[str, list[float]] = defaultdict(list)
         for key, user_events in by_user.items():
             raw = p.users.get(key)
             state = decode_state(raw) if raw else UserState()
@@ -126,7 +129,7 @@ def register(p: Pipeline) -> None:
                     if not change.duplicate:
                         ended = closed_length(newest, state)
                         if ended is not None:
-                            metrics.session_duration.labels(event.app).observe(ended)
+                            sessions_closed[event.app].append(ended)
                         if event.props is not None:
                             desk.on_event(key, part, state, event, now)
                         streaks.on_event(state, event)
@@ -148,7 +151,7 @@ def register(p: Pipeline) -> None:
                 if change.beyond_dedupe:
                     beyond_dedupe[event.app] += 1
                 if not event.historical:
-                    metrics.event_lag.observe(max(0.0, now - event.ts))
+                    lags.append(max(0.0, now - event.ts))
                 agg.add(event.app, change.deltas)
                 if change.counters:
                     agg.add_counters(event.app, change.counters)
@@ -185,6 +188,9 @@ def register(p: Pipeline) -> None:
             written = [(key, p.users.data.get(key)) for key, _ in written]
         for key, update in written:
             await producer.send(changelog, key, update, part, None, None)
+        observe_all(metrics.event_lag, lags)
+        for app, lengths in sessions_closed.items():
+            observe_all(metrics.session_duration.labels(app), lengths)
         for (app, name), count in valid.items():
             metrics.events_valid.labels(app, name).inc(count)
         for counter, counts in ((metrics.events_duplicate, duplicates),
