@@ -28,6 +28,7 @@ import argparse
 import os
 import random
 import re
+import signal
 import statistics
 import subprocess
 import sys
@@ -306,6 +307,9 @@ def main() -> None:
                         help="also write every sample to this file (for a closer look at a spike)")
     args = parser.parse_args()
     plans = load_plans()
+    # A stopped soak stops its worker and services too (the `finally` and `with` below):
+    # Python's default SIGTERM ends the process without running them.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     with tempfile.TemporaryDirectory() as tmp, EmbeddedServices(Path(tmp) / ".pulse") as svc:
         env = {**os.environ, "PULSE_KAFKA_BOOTSTRAP": svc.kafka_bootstrap,
