@@ -82,42 +82,42 @@ DAILY_PARTITIONS = StagedUpsert(
 _TOUCHED = (f"SELECT DISTINCT app, date '{day_to_date(0).isoformat()}' + day::int4 AS day "
             f"FROM {DAILY_PARTITIONS.stage}")
 
-_RECOMPUTE_TOTALS = f"""
-INSERT INTO daily_metrics (app, day, {", ".join(DAY_COLUMNS)}, updated_at)
-SELECT p.app, p.day, {", ".join(f"sum(p.{c})" for c in DAY_COLUMNS)}, now()
-FROM daily_metrics_partitions p
-JOIN ({_TOUCHED}) AS t ON p.app = t.app AND p.day = t.day
-GROUP BY p.app, p.day
-ON CONFLICT (app, day) DO UPDATE SET
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in DAY_COLUMNS)}, updated_at = now()
-"""
-
-# Day cohorts are the partition rows' retention counts; week cohorts sum the days of the ISO
-# week (date_trunc('week') is the Monday). Cohorts left empty by a moved registration vanish.
-_RETENTION_SUMS = ", ".join(f"sum(p.{c})" for c in ("new_users", *RETENTION_COLUMNS))
+# The touched days' sums over their partitions, computed once for both the totals and the
+# day cohorts; the week cohorts sum the days of the ISO week (date_trunc('week') is the
+# Monday), each week by a range scan of the partitions' (app, day) key. Both inserts read only
+# daily_metrics_partitions, so one statement (whose parts share a snapshot) sees what the
+# merge before it wrote. Cohorts left empty by a moved registration vanish (below).
+_RETENTION = ("new_users", *RETENTION_COLUMNS)
 _RETENTION_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("size", *RETENTION_COLUMNS))
-_RECOMPUTE_COHORTS = f"""
-WITH touched AS (
-  SELECT t.app, t.day, date_trunc('week', t.day)::date AS week FROM ({_TOUCHED}) AS t
+_RECOMPUTE_DAYS = f"""
+WITH sums AS (
+  SELECT p.app, p.day, {", ".join(f"sum(p.{c}) AS {c}" for c in COLUMNS)}
+  FROM daily_metrics_partitions p
+  JOIN ({_TOUCHED}) AS t ON p.app = t.app AND p.day = t.day
+  GROUP BY p.app, p.day
+), totals AS (
+  INSERT INTO daily_metrics (app, day, {", ".join(DAY_COLUMNS)}, updated_at)
+  SELECT app, day, {", ".join(DAY_COLUMNS)}, now() FROM sums
+  ON CONFLICT (app, day) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in DAY_COLUMNS)}, updated_at = now()
 )
 INSERT INTO retention_cohorts (app, cohort_date, cohort_kind, size,
                                {", ".join(RETENTION_COLUMNS)}, updated_at)
-SELECT p.app, p.day, 'day', {_RETENTION_SUMS}, now()
-FROM daily_metrics_partitions p JOIN touched t ON p.app = t.app AND p.day = t.day
-GROUP BY p.app, p.day
+SELECT app, day, 'day', {", ".join(_RETENTION)}, now() FROM sums
 UNION ALL
-SELECT p.app, w.week, 'week', {_RETENTION_SUMS}, now()
-FROM (SELECT DISTINCT app, week FROM touched) w
-JOIN daily_metrics_partitions p
-  ON p.app = w.app AND p.day >= w.week AND p.day < w.week + 7
-GROUP BY p.app, w.week
+SELECT w.app, w.week, 'week', {", ".join(f"s.{c}" for c in _RETENTION)}, now()
+FROM (SELECT DISTINCT app, date_trunc('week', day)::date AS week FROM sums) w
+CROSS JOIN LATERAL (
+  SELECT {", ".join(f"sum(p.{c}) AS {c}" for c in _RETENTION)}
+  FROM daily_metrics_partitions p
+  WHERE p.app = w.app AND p.day >= w.week AND p.day < w.week + 7
+) s
 ON CONFLICT (app, cohort_kind, cohort_date) DO UPDATE SET {_RETENTION_SET}, updated_at = now()
 """
 _DROP_EMPTY_COHORTS = "DELETE FROM retention_cohorts WHERE size = 0"
 
 DailyKey = tuple[str, int, int]  # (app, local day number, partition)
-_WRITE_DAILY = ";\n".join((DAILY_PARTITIONS.merge_sql, _RECOMPUTE_TOTALS, _RECOMPUTE_COHORTS,
-                           _DROP_EMPTY_COHORTS))
+_WRITE_DAILY = ";\n".join((DAILY_PARTITIONS.merge_sql, _RECOMPUTE_DAYS, _DROP_EMPTY_COHORTS))
 
 
 class DailyMetricsSink(BatchingSink[DailyKey]):
@@ -135,7 +135,7 @@ class DailyMetricsSink(BatchingSink[DailyKey]):
             await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_METRICS_LOCK,))
             await DAILY_PARTITIONS.copy(
                 cur, [(app, day, part, *values) for (app, day, part), values in rows.items()])
-            # Without parameters psycopg sends the simple query protocol, which runs the four
+            # Without parameters psycopg sends the simple query protocol, which runs the three
             # statements in order in one round trip; each sees the writes of the ones before.
             await cur.execute(_WRITE_DAILY)
 
