@@ -13,6 +13,7 @@ import pytest
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from agents.profiles import profile_row
 from sinks.metrics import Metrics
 from sinks.postgres import (
     DAILY_PARTITIONS,
@@ -79,8 +80,10 @@ def test_profiles_insert_update_and_survive_a_failed_batch(pulse_env: PulseEnv) 
     # 2**31 does not fit the int column: the whole batch fails, u3 included (it must not be
     # stored wrapped around as -2**31).
     failed = [profile("u3", 30), profile("u1", 2**31)]
+    # u4 as the worker builds it (profile_row: its JSON through orjson), non-ASCII included.
+    u4 = dict(zip(PROFILE_COLUMNS, expected(profile("u4", 40)), strict=True))
     update = [profile("u1", 11, segment="at_risk", completed_milestones=Jsonb([])),
-              profile("u4", 40)]
+              profile_row("a", "u4", u4)]
     assert asyncio.run(write_profiles(dsn, first, failed, update)) == [True, False, True]
     assert stored_profiles(dsn) == {
         "u1": expected(update[0]), "u2": expected(first[1]), "u4": expected(update[1])}
