@@ -8,6 +8,7 @@ from collections import Counter
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
 
+import orjson
 from psycopg.types.json import Jsonb
 
 from agents.yielding import owned_users
@@ -53,7 +54,11 @@ def profile_fields(profile: Profile) -> dict[str, Any]:
 
 def profile_row(app: str, user_id: str, fields: dict[str, Any]) -> tuple[Any, ...]:
     """A user_profiles row (PROFILE_COLUMNS) from the profile's fields."""
-    return (app, user_id, *(Jsonb(fields[column]) if column in JSON_COLUMNS else fields[column]
+    # orjson: the stdlib's json.dumps was ~40% of the profile sink's client time. Both give
+    # the same jsonb for these columns (ids, titles and counts: str keys, ints and strings);
+    # they differ only on NaN, non-str keys and > 64-bit ints, which the journey never holds.
+    return (app, user_id, *(Jsonb(fields[column], orjson.dumps) if column in JSON_COLUMNS
+                            else fields[column]
                             for column in PROFILE_COLUMNS[2:]))
 
 

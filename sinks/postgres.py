@@ -14,6 +14,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from sinks.base import BatchingSink
 from sinks.metrics import Metrics
+from sinks.staging import StagedUpsert
 from tables.aggregates import COLUMNS, DAY_COLUMNS, RETENTION_COLUMNS
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[1] / "deploy" / "sql"
@@ -67,48 +68,56 @@ def migrate(dsn: str, directory: Path = MIGRATIONS_DIR) -> list[str]:
     return applied
 
 
-_UPSERT_PARTITION = f"""
-INSERT INTO daily_metrics_partitions (app, day, partition, {", ".join(COLUMNS)}, updated_at)
-VALUES (%s, %s, %s, {", ".join(["%s"] * len(COLUMNS))}, now())
-ON CONFLICT (app, day, partition) DO UPDATE SET
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)}, updated_at = now()
-"""
+# The partition rows of a batch are staged with their day as the local day number: the server
+# turns it into a date, rather than a Python call per row. Integers are staged as int8
+# (sinks/staging.py says why).
+DAILY_PARTITIONS = StagedUpsert(
+    table="daily_metrics_partitions",
+    columns=(("app", "text"), ("day", "int8"), ("partition", "int8"),
+             *((c, "int8") for c in COLUMNS)),
+    conflict=("app", "day", "partition"),
+    select={"day": f"date '{day_to_date(0).isoformat()}' + day::int4"},
+)
+# The (app, day)s of the batch, read back from the stage instead of sent again as arrays.
+_TOUCHED = (f"SELECT DISTINCT app, date '{day_to_date(0).isoformat()}' + day::int4 AS day "
+            f"FROM {DAILY_PARTITIONS.stage}")
 
-_RECOMPUTE_TOTALS = f"""
-INSERT INTO daily_metrics (app, day, {", ".join(DAY_COLUMNS)}, updated_at)
-SELECT p.app, p.day, {", ".join(f"sum(p.{c})" for c in DAY_COLUMNS)}, now()
-FROM daily_metrics_partitions p
-JOIN unnest(%s::text[], %s::date[]) AS t(app, day) ON p.app = t.app AND p.day = t.day
-GROUP BY p.app, p.day
-ON CONFLICT (app, day) DO UPDATE SET
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in DAY_COLUMNS)}, updated_at = now()
-"""
-
-# Day cohorts are the partition rows' retention counts; week cohorts sum the days of the ISO
-# week (date_trunc('week') is the Monday). Cohorts left empty by a moved registration vanish.
-_RETENTION_SUMS = ", ".join(f"sum(p.{c})" for c in ("new_users", *RETENTION_COLUMNS))
+# The touched days' sums over their partitions, computed once for both the totals and the
+# day cohorts; the week cohorts sum the days of the ISO week (date_trunc('week') is the
+# Monday), each week by a range scan of the partitions' (app, day) key. Both inserts read only
+# daily_metrics_partitions, so one statement (whose parts share a snapshot) sees what the
+# merge before it wrote. Cohorts left empty by a moved registration vanish (below).
+_RETENTION = ("new_users", *RETENTION_COLUMNS)
 _RETENTION_SET = ", ".join(f"{c} = EXCLUDED.{c}" for c in ("size", *RETENTION_COLUMNS))
-_RECOMPUTE_COHORTS = f"""
-WITH touched AS (
-  SELECT DISTINCT t.app, t.day, date_trunc('week', t.day)::date AS week
-  FROM unnest(%s::text[], %s::date[]) AS t(app, day)
+_RECOMPUTE_DAYS = f"""
+WITH sums AS (
+  SELECT p.app, p.day, {", ".join(f"sum(p.{c}) AS {c}" for c in COLUMNS)}
+  FROM daily_metrics_partitions p
+  JOIN ({_TOUCHED}) AS t ON p.app = t.app AND p.day = t.day
+  GROUP BY p.app, p.day
+), totals AS (
+  INSERT INTO daily_metrics (app, day, {", ".join(DAY_COLUMNS)}, updated_at)
+  SELECT app, day, {", ".join(DAY_COLUMNS)}, now() FROM sums
+  ON CONFLICT (app, day) DO UPDATE SET
+    {", ".join(f"{c} = EXCLUDED.{c}" for c in DAY_COLUMNS)}, updated_at = now()
 )
 INSERT INTO retention_cohorts (app, cohort_date, cohort_kind, size,
                                {", ".join(RETENTION_COLUMNS)}, updated_at)
-SELECT p.app, p.day, 'day', {_RETENTION_SUMS}, now()
-FROM daily_metrics_partitions p JOIN touched t ON p.app = t.app AND p.day = t.day
-GROUP BY p.app, p.day
+SELECT app, day, 'day', {", ".join(_RETENTION)}, now() FROM sums
 UNION ALL
-SELECT p.app, w.week, 'week', {_RETENTION_SUMS}, now()
-FROM (SELECT DISTINCT app, week FROM touched) w
-JOIN daily_metrics_partitions p
-  ON p.app = w.app AND p.day >= w.week AND p.day < w.week + 7
-GROUP BY p.app, w.week
+SELECT w.app, w.week, 'week', {", ".join(f"s.{c}" for c in _RETENTION)}, now()
+FROM (SELECT DISTINCT app, date_trunc('week', day)::date AS week FROM sums) w
+CROSS JOIN LATERAL (
+  SELECT {", ".join(f"sum(p.{c}) AS {c}" for c in _RETENTION)}
+  FROM daily_metrics_partitions p
+  WHERE p.app = w.app AND p.day >= w.week AND p.day < w.week + 7
+) s
 ON CONFLICT (app, cohort_kind, cohort_date) DO UPDATE SET {_RETENTION_SET}, updated_at = now()
 """
 _DROP_EMPTY_COHORTS = "DELETE FROM retention_cohorts WHERE size = 0"
 
 DailyKey = tuple[str, int, int]  # (app, local day number, partition)
+_WRITE_DAILY = ";\n".join((DAILY_PARTITIONS.merge_sql, _RECOMPUTE_DAYS, _DROP_EMPTY_COHORTS))
 
 
 class DailyMetricsSink(BatchingSink[DailyKey]):
@@ -121,18 +130,14 @@ class DailyMetricsSink(BatchingSink[DailyKey]):
         self.pool = pool
 
     async def write_batch(self, rows: dict[DailyKey, Any]) -> None:
-        params = [(app, day_to_date(day), part, *values)
-                  for (app, day, part), values in rows.items()]
-        touched = sorted({(app, day) for app, day, _ in rows})
-        async with self.pool.connection() as conn, conn.transaction():
+        async with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
             # Without the lock, two workers could each sum before seeing the other's rows.
-            await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_METRICS_LOCK,))
-            async with conn.cursor() as cur:
-                await cur.executemany(_UPSERT_PARTITION, params)
-                keys = ([app for app, _ in touched], [day_to_date(day) for _, day in touched])
-                await cur.execute(_RECOMPUTE_TOTALS, keys)
-                await cur.execute(_RECOMPUTE_COHORTS, keys)
-                await cur.execute(_DROP_EMPTY_COHORTS)
+            await cur.execute("SELECT pg_advisory_xact_lock(%s)", (_METRICS_LOCK,))
+            await DAILY_PARTITIONS.copy(
+                cur, [(app, day, part, *values) for (app, day, part), values in rows.items()])
+            # Without parameters psycopg sends the simple query protocol, which runs the three
+            # statements in order in one round trip; each sees the writes of the ones before.
+            await cur.execute(_WRITE_DAILY)
 
 
 CRISIS_COLUMNS = (
@@ -247,20 +252,34 @@ PROFILE_COLUMNS = (
     "completion_rate",
 )
 JSON_COLUMNS = frozenset({"completed_milestones", "next_milestone"})  # jsonb, as the seed's
-_UPSERT_PROFILE = f"""
-INSERT INTO user_profiles ({", ".join(PROFILE_COLUMNS)}, updated_at)
-VALUES ({", ".join(["%s"] * len(PROFILE_COLUMNS))}, now())
-ON CONFLICT (app, user_id) DO UPDATE SET
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in PROFILE_COLUMNS[2:])}, updated_at = now()
-"""
+# Staged (sinks/staging.py): the sink keys its rows by (app, user_id), the conflict target.
+# Integers as int8, as for the partition rows.
+_PROFILE_TYPES = {
+    "app": "text", "user_id": "text", "evaluated_at": "timestamptz", "lifecycle_day": "int8",
+    "segment": "text", "churn_risk": "text", "risk_score": "int8", "retention_score": "int8",
+    "days_active_30": "int8", "feature_diversity": "float8",
+    "last_active_at": "timestamptz", "days_inactive": "int8", "return_count": "int8",
+    "longest_inactive_period": "int8", "first_week_active": "int8", "is_trial": "bool",
+    "trial_end_date": "date", "current_milestone": "int8", "completed_milestones": "jsonb",
+    "next_milestone": "jsonb", "completion_rate": "float8",
+}
+PROFILE_UPSERT = StagedUpsert(
+    table="user_profiles",
+    columns=tuple((c, _PROFILE_TYPES[c]) for c in PROFILE_COLUMNS),
+    conflict=("app", "user_id"),
+)
 
 
 class RowUpsertSink(BatchingSink[Hashable]):
     """Keyed rows (the latest per key) written with one upsert statement: the audit log,
-    streaks, funnel progress, profiles."""
+    streaks, funnel progress, profiles.
 
-    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, name: str, statement: str,
-                 user_columns: tuple[int, int] = (0, 1), **kwargs: Any) -> None:
+    `statement` is either SQL run once per row (executemany), or a StagedUpsert: copied and
+    merged as a whole, for sinks whose key is the statement's conflict target."""
+
+    def __init__(self, pool: AsyncConnectionPool, metrics: Metrics, name: str,
+                 statement: str | StagedUpsert, user_columns: tuple[int, int] = (0, 1),
+                 **kwargs: Any) -> None:
         self.name = name
         super().__init__(metrics, **kwargs)
         self.pool = pool
@@ -269,6 +288,12 @@ class RowUpsertSink(BatchingSink[Hashable]):
         self.user_columns = user_columns
 
     async def write_batch(self, rows: dict[Hashable, Any]) -> None:
+        if isinstance(self.statement, StagedUpsert):
+            async with self.pool.connection() as conn, conn.transaction(), \
+                    conn.cursor() as cur:
+                await self.statement.copy(cur, rows.values())
+                await cur.execute(self.statement.merge_sql)
+            return
         async with self.pool.connection() as conn, conn.cursor() as cur:
             await cur.executemany(self.statement, list(rows.values()))
 
@@ -288,7 +313,7 @@ def user_funnel_sink(pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any)
 
 def user_profile_sink(pool: AsyncConnectionPool, metrics: Metrics,
                       **kwargs: Any) -> RowUpsertSink:
-    return RowUpsertSink(pool, metrics, "postgres_user_profiles", _UPSERT_PROFILE, **kwargs)
+    return RowUpsertSink(pool, metrics, "postgres_user_profiles", PROFILE_UPSERT, **kwargs)
 
 
 TRIGGER_COLUMNS = ("trigger_id", "app", "user_id", "type", "priority", "status", "context",
