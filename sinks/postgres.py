@@ -145,32 +145,45 @@ CRISIS_COLUMNS = (
     "detected_at", "deadline_at", "escalated_at", "closed_at", "action", "response_seconds",
     "sla_breached", "alerted_at", "declines", "status", "pages", "anomalies",
 )
-_UPSERT_CRISIS = f"""
-INSERT INTO crisis_incidents ({", ".join(CRISIS_COLUMNS)}, updated_at)
-VALUES ({", ".join(["%s"] * len(CRISIS_COLUMNS))}, now())
-ON CONFLICT (incident_id) DO UPDATE SET
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in CRISIS_COLUMNS[1:])}, updated_at = now()
-"""
+# Staged (sinks/staging.py): the sink keys its rows by incident_id, the conflict target, and
+# every column is overwritten. markers and anomalies are text[] (Python lists of str).
+_CRISIS_TYPES = {
+    "incident_id": "text", "app": "text", "user_hash": "text", "level": "text",
+    "markers": "text[]", "detections": "int8", "confidence": "float8",
+    "detected_at": "timestamptz", "deadline_at": "timestamptz", "escalated_at": "timestamptz",
+    "closed_at": "timestamptz", "action": "text", "response_seconds": "float8",
+    "sla_breached": "bool", "alerted_at": "timestamptz", "declines": "int8", "status": "text",
+    "pages": "bool", "anomalies": "text[]",
+}
+CRISIS_UPSERT = StagedUpsert(
+    table="crisis_incidents",
+    columns=tuple((c, _CRISIS_TYPES[c]) for c in CRISIS_COLUMNS),
+    conflict=("incident_id",),
+)
 
 
 STREAK_COLUMNS = ("app", "user_id", "streak_type", "current_length", "record_length",
                   "current_start", "current_end")
-_UPSERT_STREAK = f"""
-INSERT INTO user_streaks ({", ".join(STREAK_COLUMNS)}, updated_at)
-VALUES ({", ".join(["%s"] * len(STREAK_COLUMNS))}, now())
-ON CONFLICT (app, user_id, streak_type) DO UPDATE SET
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in STREAK_COLUMNS[3:])}, updated_at = now()
-"""
+# Staged: the sink keys its rows by (app, user_id, streak_type), the conflict target.
+_STREAK_TYPES = {"app": "text", "user_id": "text", "streak_type": "text",
+                 "current_length": "int8", "record_length": "int8", "current_start": "date",
+                 "current_end": "date"}
+STREAK_UPSERT = StagedUpsert(
+    table="user_streaks",
+    columns=tuple((c, _STREAK_TYPES[c]) for c in STREAK_COLUMNS),
+    conflict=("app", "user_id", "streak_type"),
+)
 
 
 _COUNTERS_LOCK = 0x50554C5347  # serialises recomputing app_daily_counters from partitions
-_UPSERT_COUNTER_PARTITION = """
-INSERT INTO app_daily_counters_partitions (app, day, partition, counter, dimension, millionths,
-                                           updated_at)
-VALUES (%s, %s, %s, %s, %s, %s, now())
-ON CONFLICT (app, day, partition, counter, dimension) DO UPDATE SET
-  millionths = EXCLUDED.millionths, updated_at = now()
-"""
+# Staged as the daily partition rows are: the day as its local day number.
+COUNTER_PARTITIONS = StagedUpsert(
+    table="app_daily_counters_partitions",
+    columns=(("app", "text"), ("day", "int8"), ("partition", "int8"), ("counter", "text"),
+             ("dimension", "text"), ("millionths", "int8")),
+    conflict=("app", "day", "partition", "counter", "dimension"),
+    select={"day": f"date '{day_to_date(0).isoformat()}' + day::int4"},
+)
 _RECOMPUTE_COUNTERS = """
 INSERT INTO app_daily_counters (app, day, counter, dimension, value, updated_at)
 SELECT p.app, p.day, p.counter, p.dimension, sum(p.millionths)::numeric / 1000000, now()
@@ -216,31 +229,39 @@ class AppCounterSink(BatchingSink[DailyKey]):
         self.pool = pool
 
     async def write_batch(self, rows: dict[DailyKey, Any]) -> None:
-        params = []
+        # Keyed by the partition table's primary key, so the staged merge never meets a key
+        # twice (it would refuse to update a row twice): should two counter keys split into
+        # the same (counter, dimension), the later one wins, as it did row by row.
+        staged: dict[tuple[str, int, int, str, str], int] = {}
         for (app, day, part), counts in rows.items():
             for key, amount in counts.items():
                 name, _, dimension = key.partition("\x1f")
-                params.append((app, day_to_date(day), part, name, dimension, amount))
+                staged[(app, day, part, name, dimension)] = amount
         touched = sorted({(app, day) for app, day, _ in rows})
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_COUNTERS_LOCK,))
             async with conn.cursor() as cur:
+                # The delete first: the merge then writes each partition's day whole.
                 await cur.execute(_DROP_PARTITION_COUNTERS, (
                     [app for app, _, _ in rows], [day_to_date(day) for _, day, _ in rows],
                     [part for _, _, part in rows]))
-                await cur.executemany(_UPSERT_COUNTER_PARTITION, params)
+                await COUNTER_PARTITIONS.copy(
+                    cur, [(*key, amount) for key, amount in staged.items()])
+                await cur.execute(COUNTER_PARTITIONS.merge_sql)
                 keys = ([app for app, _ in touched], [day_to_date(day) for _, day in touched])
                 await cur.execute(_RECOMPUTE_COUNTERS, keys)
                 await cur.execute(_DROP_EMPTY_FUNNEL_COUNTS, keys)
                 await cur.execute(_DROP_VANISHED_COUNTS, keys)
 
 
-_UPSERT_FUNNEL = """
-INSERT INTO user_funnels (app, user_id, funnel, steps_reached, step_times, updated_at)
-VALUES (%s, %s, %s, %s, %s, now())
-ON CONFLICT (app, user_id, funnel) DO UPDATE SET
-  steps_reached = EXCLUDED.steps_reached, step_times = EXCLUDED.step_times, updated_at = now()
-"""
+# Staged: the sink keys its rows by (app, user_id, funnel), the conflict target. step_times
+# is a timestamptz[] (a list of aware datetimes); binary COPY needs the array type named.
+FUNNEL_UPSERT = StagedUpsert(
+    table="user_funnels",
+    columns=(("app", "text"), ("user_id", "text"), ("funnel", "text"), ("steps_reached", "int8"),
+             ("step_times", "timestamptz[]")),
+    conflict=("app", "user_id", "funnel"),
+)
 
 
 PROFILE_COLUMNS = (
@@ -272,7 +293,7 @@ PROFILE_UPSERT = StagedUpsert(
 
 class RowUpsertSink(BatchingSink[Hashable]):
     """Keyed rows (the latest per key) written with one upsert statement: the audit log,
-    streaks, funnel progress, profiles.
+    streaks, funnel progress, monthly reports, profiles, triggers, user properties.
 
     `statement` is either SQL run once per row (executemany), or a StagedUpsert: copied and
     merged as a whole, for sinks whose key is the statement's conflict target."""
@@ -300,15 +321,15 @@ class RowUpsertSink(BatchingSink[Hashable]):
 
 def crisis_incident_sink(pool: AsyncConnectionPool, metrics: Metrics,
                          **kwargs: Any) -> RowUpsertSink:
-    return RowUpsertSink(pool, metrics, "postgres_crisis_incidents", _UPSERT_CRISIS, **kwargs)
+    return RowUpsertSink(pool, metrics, "postgres_crisis_incidents", CRISIS_UPSERT, **kwargs)
 
 
 def user_streak_sink(pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> RowUpsertSink:
-    return RowUpsertSink(pool, metrics, "postgres_user_streaks", _UPSERT_STREAK, **kwargs)
+    return RowUpsertSink(pool, metrics, "postgres_user_streaks", STREAK_UPSERT, **kwargs)
 
 
 def user_funnel_sink(pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> RowUpsertSink:
-    return RowUpsertSink(pool, metrics, "postgres_user_funnels", _UPSERT_FUNNEL, **kwargs)
+    return RowUpsertSink(pool, metrics, "postgres_user_funnels", FUNNEL_UPSERT, **kwargs)
 
 
 def user_profile_sink(pool: AsyncConnectionPool, metrics: Metrics,
@@ -380,15 +401,17 @@ class ForgetSink(BatchingSink[tuple[str, str]]):
 MONTHLY_COLUMNS = ("app", "user_id", "month", "total_actions", "habits_completed",
                    "journal_entries", "goals_progress", "streak_max", "features_used",
                    "achievements")
-_UPSERT_MONTHLY = f"""
-INSERT INTO user_monthly ({", ".join(MONTHLY_COLUMNS)}, updated_at)
-VALUES ({", ".join(["%s"] * len(MONTHLY_COLUMNS))}, now())
-ON CONFLICT (app, user_id, month) DO UPDATE SET
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in MONTHLY_COLUMNS[3:])}, updated_at = now()
-"""
+# Staged: the sink keys its rows by (app, user_id, month index), and the row's month is that
+# index's first day, one date per index: the conflict target.
+MONTHLY_UPSERT = StagedUpsert(
+    table="user_monthly",
+    columns=(("app", "text"), ("user_id", "text"), ("month", "date"),
+             *((c, "int8") for c in MONTHLY_COLUMNS[3:])),
+    conflict=("app", "user_id", "month"),
+)
 
 
 def user_monthly_sink(pool: AsyncConnectionPool, metrics: Metrics, **kwargs: Any) -> RowUpsertSink:
     """user_monthly rows (deploy/sql/012): (app, user_id, month, …counts); app and user first."""
-    return RowUpsertSink(pool, metrics, "postgres_user_monthly", _UPSERT_MONTHLY,
+    return RowUpsertSink(pool, metrics, "postgres_user_monthly", MONTHLY_UPSERT,
                          user_columns=(0, 1), **kwargs)

@@ -13,16 +13,20 @@ from sinks.base import BatchingSink
 from sinks.metrics import Metrics
 from sinks.postgres import RowUpsertSink, day_to_date
 from sinks.redis import RedisProfileSink
+from sinks.staging import StagedUpsert
 from tables.revenue import COLUMNS
 
 _REVENUE_LOCK = 0x50554C5349  # serialises recomputing revenue_daily from the partition rows
-_UPSERT_PARTITION = f"""
-INSERT INTO revenue_daily_partitions (app, day, plan, partition, tier, {", ".join(COLUMNS)},
-                                      updated_at)
-VALUES (%s, %s, %s, %s, %s, {", ".join(["%s"] * len(COLUMNS))}, now())
-ON CONFLICT (app, day, plan, partition) DO UPDATE SET tier = EXCLUDED.tier,
-  {", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS)}, updated_at = now()
-"""
+# Staged (sinks/staging.py): the sink keys its rows by (app, day, plan, partition), the
+# conflict target; the day as its local day number and integers as int8, as for the daily
+# partition rows (sinks/postgres.py).
+REVENUE_PARTITIONS = StagedUpsert(
+    table="revenue_daily_partitions",
+    columns=(("app", "text"), ("day", "int8"), ("plan", "text"), ("partition", "int8"),
+             ("tier", "text"), *((c, "int8") for c in COLUMNS)),
+    conflict=("app", "day", "plan", "partition"),
+    select={"day": f"date '{day_to_date(0).isoformat()}' + day::int4"},
+)
 _FLOWS = ("joined", "new_paid", "churned_paid", "trial_started", "trial_converted",
           "trial_ended", "payments_failed")
 # Every day from a plan's first row to its last is filled, so "MRR on day d" is one row; the
@@ -76,13 +80,14 @@ class RevenueSink(BatchingSink[RevenueKey]):
         self.pool = pool
 
     async def write_batch(self, rows: dict[RevenueKey, Any]) -> None:
-        params = [(app, day_to_date(day), plan, part, tier, *values)
-                  for (app, day, plan, part), (tier, values) in rows.items()]
         touched = sorted({(app, plan, day) for app, day, plan, _ in rows})
         async with self.pool.connection() as conn, conn.transaction():
             await conn.execute("SELECT pg_advisory_xact_lock(%s)", (_REVENUE_LOCK,))
             async with conn.cursor() as cur:
-                await cur.executemany(_UPSERT_PARTITION, params)
+                await REVENUE_PARTITIONS.copy(
+                    cur, [(app, day, plan, part, tier, *values)
+                          for (app, day, plan, part), (tier, values) in rows.items()])
+                await cur.execute(REVENUE_PARTITIONS.merge_sql)
                 await cur.execute(_RECOMPUTE, ([a for a, _, _ in touched],
                                                [p for _, p, _ in touched],
                                                [day_to_date(d) for _, _, d in touched]))
