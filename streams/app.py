@@ -32,6 +32,7 @@ from sinks.postgres import (
 from sinks.redis import RedisProfileSink
 from streams.bulk_recovery import bulk_table
 from streams.connections import Connections
+from streams.outbox import Outbox
 from streams.plan import Plan, load_plans
 from streams.privacy import pseudonymizer_for
 from streams.settings import Settings
@@ -79,6 +80,11 @@ class Pipeline:
     # Forgotten users' anonymous share of the day aggregates: (app, partition) → Residual.
     residuals: Any = None
     forget_sink: ForgetSink | None = None
+    # Side records (derived events, triggers, alerts, dead letters): not Faust's send_soon.
+    outbox: Outbox = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.outbox = Outbox(lambda: self.app.producer)
 
     def today(self, now: datetime) -> dict[str, int]:
         return {app: local_day(now, plan) for app, plan in self.plans.items()}
