@@ -188,6 +188,9 @@ def register(p: Pipeline) -> None:
             written = [(key, p.users.data.get(key)) for key, _ in written]
         for key, update in written:
             await producer.send(changelog, key, update, part, None, None)
+        # Derived events, triggers, alerts and dead letters this batch queued: with the
+        # producer before the input record is acked (streams.outbox).
+        await p.outbox.send_all()
         observe_all(metrics.event_lag, lags)
         for app, lengths in sessions_closed.items():
             observe_all(metrics.session_duration.labels(app), lengths)
@@ -209,15 +212,16 @@ def register(p: Pipeline) -> None:
         await asyncio.gather(*sent)
 
     def dead_letter_state_error(event: ValidEvent, err: Exception, part: int) -> None:
-        # Buffered, not awaited: no other coroutine may run between reading and writing a
-        # user's state (the safety timer writes states too).
+        # Queued, not awaited: no other coroutine may run between reading and writing a
+        # user's state (the safety timer writes states too). Sent at the end of the batch.
         reason = f"state_error: {type(err).__name__}: {err}"[:300]
         log.error("state transition failed for %s/%s: %s\n%s", event.app, event.event, reason,
                   traceback.format_exc(limit=3))
         metrics.events_rejected.labels(event.app, "state_error").inc()
-        p.deadletter_topic.send_soon(
-            value=orjson.dumps({"app": event.app, "event": event.event, "ts": event.ts,
-                                "day": event.day, "id_hash": event.id_hash}),
+        p.outbox.put(
+            p.settings.deadletter_topic,
+            orjson.dumps({"app": event.app, "event": event.event, "ts": event.ts,
+                          "day": event.day, "id_hash": event.id_hash}),
             headers=[("pulse.reason", b"state_error"),
                      ("pulse.reasons", orjson.dumps([reason])),
                      ("pulse.source.topic", p.settings.events_topic.encode()),
@@ -234,14 +238,15 @@ def register(p: Pipeline) -> None:
                 log.error("undecodable batch at %s[%d]@%d: %s", message.topic,
                           message.partition, message.offset, err)
                 metrics.events_rejected.labels("unknown", "undecodable_batch").inc()
-                p.deadletter_topic.send_soon(
-                    value=record.value,
+                p.outbox.put(
+                    p.settings.deadletter_topic, record.value,
                     headers=[("pulse.reason", b"undecodable_batch"),
                              ("pulse.reasons", orjson.dumps(
                                  [f"undecodable_batch: {type(err).__name__}: {err}"[:300]])),
                              ("pulse.source.topic", message.topic.encode()),
                              ("pulse.source.partition", str(message.partition).encode()),
                              ("pulse.source.offset", str(message.offset).encode())])
+                await p.outbox.send_all()
                 continue
             await process(message.partition, events)
 
@@ -464,6 +469,11 @@ def register(p: Pipeline) -> None:
     async def safety_timer() -> None:
         """Sub-second SLA checks, in processing time."""
         desk.tick(utc_now().timestamp())
+
+    @p.app.task
+    async def send_outbox() -> None:
+        """Side records queued outside the activity agent (timers, sweeps)."""
+        await p.outbox.run()
 
     @p.app.task
     async def run_sinks() -> None:

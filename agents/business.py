@@ -259,12 +259,13 @@ class BusinessKeeper:
                 except Exception as err:  # a bad record costs itself, not the partition
                     reason = f"bad_user_properties: {type(err).__name__}: {err}"[:300]
                     p.metrics.events_rejected.labels("unknown", "bad_user_properties").inc()
-                    p.deadletter_topic.send_soon(value=record.value, headers=[
+                    p.outbox.put(p.settings.deadletter_topic, record.value, headers=[
                         ("pulse.reason", b"bad_user_properties"),
                         ("pulse.reasons", orjson.dumps([reason])),
                         ("pulse.source.topic", message.topic.encode()),
                         ("pulse.source.partition", str(message.partition).encode()),
                         ("pulse.source.offset", str(message.offset).encode())])
+                    await p.outbox.send_all()  # before this record is acked
                     continue
                 part = partition_for(user_key(event.app, event.user_id), p.settings.partitions)
                 await p.events_topic.send(value=encode_batch([event]), partition=part)

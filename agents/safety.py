@@ -3,7 +3,7 @@ the alert path (alerts topic, Alertmanager, audit log).
 
 Everything here is synchronous on purpose: the activity agent and the timer share per-user state
 on one event loop, and a transition that awaited between reading and writing a state could lose
-the other's change. Sends are buffered (`send_soon`, sink `put`), never awaited.
+the other's change. Sends are queued (`p.outbox`, sink `put`), never awaited.
 """
 
 from __future__ import annotations
@@ -120,8 +120,8 @@ class SafetyDesk:
             self.p.crisis_sink.put(fx.changed.incident_id,
                                    audit_row(app, user_hash(plan, user_id), fx.changed))
         for alert in fx.alerts:
-            self.p.alerts_topic.send_soon(key=alert.incident_id.encode(),
-                                          value=_alert_encoder.encode(alert))
+            self.p.outbox.put(self.p.settings.alerts_topic, _alert_encoder.encode(alert),
+                              key=alert.incident_id.encode())
             if self.p.alertmanager is not None:
                 self.p.alertmanager.push(alert)
             log.warning("safety alert %s %s %s incident %s", alert.kind, alert.status, app,

@@ -72,9 +72,10 @@ class StreakKeeper:
             if not emitted:
                 continue
             for streak in emitted:
-                self.p.derived_topic.send_soon(
-                    key=user_key(plan.app, event.user_id),
-                    value=orjson.dumps(derived_event(plan, event, streak, current.record)))
+                self.p.outbox.put(
+                    self.p.settings.derived_topic,
+                    orjson.dumps(derived_event(plan, event, streak, current.record)),
+                    key=user_key(plan.app, event.user_id))
                 self.p.metrics.streak_events.labels(plan.app, streak_type, streak.kind).inc()
             self.p.streak_sink.put((plan.app, event.user_id, streak_type),
                                    streak_row(plan.app, event.user_id, streak_type, current,

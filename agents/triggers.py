@@ -115,9 +115,9 @@ class TriggerKeeper:
         m, sink = self.p.metrics, self.p.trigger_sink
         assert sink is not None  # build_worker always sets it
         for trig in fx.created:
-            self.p.triggers_topic.send_soon(key=user_key(app, user_id),
-                                            value=orjson.dumps(trigger_message(app, user_id,
-                                                                               trig)))
+            self.p.outbox.put(self.p.settings.triggers_topic,
+                              orjson.dumps(trigger_message(app, user_id, trig)),
+                              key=user_key(app, user_id))
             sink.put(trig.trigger_id, trigger_row(app, user_id, trig))
             m.triggers_created.labels(app, trig.type).inc()
             m.triggers_pending.labels(app, trig.type).inc()

@@ -71,6 +71,14 @@ async def owned_users(store: Mapping[bytes, bytes | None], owned: Container[int]
 # counting once written) and holds the event loop for 100-450 ms (benchmarks, 200k users).
 # So the collector is off during the walk, what exists at its end is frozen (never walked, still
 # freed by reference counting), and unfrozen once the sinks have drained.
+#
+# Then one full collection frees the rebuild's cycles, and what survives it is frozen again for
+# good: the worker's long-lived heap (modules, Faust, aiokafka, plans, metric children — ~120k
+# objects even with a few thousand users) costs a full collection 90-140 ms of CPU, and at half
+# load one came every 5-10 s, each a stall of the event loop that every event in flight waited
+# out (issue 6, latency; agents/loop_probe logs the long ones). Frozen, later full collections
+# walk only what was allocated since. Cycles among frozen objects are never collected: they are
+# what the worker keeps until it stops, or until the next rebalance's rebuild thaws them.
 _thawing: set[asyncio.Task[None]] = set()
 
 
@@ -83,9 +91,9 @@ def pause_collector() -> bool:
 
 def resume_collector(enabled: bool, pending: Callable[[], int], limit: int,
                      poll_seconds: float = 1.0, most_seconds: float = 600.0) -> None:
-    """Freeze what exists, turn the collector back on, and unfreeze once `pending()` (rows
-    waiting in the sinks) is at most `limit` (or after `most_seconds`: a sink that cannot write
-    must not keep garbage cycles of the rebuild for good)."""
+    """Freeze what exists, turn the collector back on, and once `pending()` (rows waiting in
+    the sinks) is at most `limit` (or after `most_seconds`: a sink that cannot write must not
+    keep garbage cycles of the rebuild for good), unfreeze, collect, and freeze the survivors."""
     gc.freeze()
     if enabled:
         gc.enable()
@@ -96,6 +104,8 @@ def resume_collector(enabled: bool, pending: Callable[[], int], limit: int,
                 break
             await asyncio.sleep(poll_seconds)
         gc.unfreeze()
+        gc.collect()
+        gc.freeze()
 
     task = asyncio.get_running_loop().create_task(thaw())
     _thawing.add(task)

@@ -47,12 +47,9 @@ from tables.state_wire import pack_counters
 
 
 class _Drop:
-    """Stands in for a sink or topic: the outputs are not what is measured here."""
+    """Stands in for a sink or the outbox: the outputs are not what is measured here."""
 
     def put(self, *_args: Any, **_kwargs: Any) -> None:
-        pass
-
-    def send_soon(self, *_args: Any, **_kwargs: Any) -> None:
         pass
 
 
@@ -60,7 +57,7 @@ def stub_pipeline(plans: dict[str, Plan]) -> Any:
     drop = _Drop()
     return SimpleNamespace(plans=plans, metrics=Metrics(CollectorRegistry()),
                            crisis_sink=drop, streak_sink=drop, profile_sink=drop,
-                           funnel_sink=drop, alerts_topic=drop, derived_topic=drop,
+                           funnel_sink=drop, outbox=drop,
                            redis_profiles=None, alertmanager=None,
                            settings=Settings())  # the keepers read defaults from it
 

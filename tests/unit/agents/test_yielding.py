@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import weakref
 
 import pytest
 
@@ -77,27 +78,43 @@ def test_a_background_walk_stays_away_for_the_rest_of_its_share(
         Turns(share=0.0)
 
 
-def test_collector_is_paused_frozen_and_thawed_when_the_sinks_drain() -> None:
+class Node:
+    """A cycle's member that a weak reference can watch."""
+
+    def __init__(self) -> None:
+        self.other: Node | None = None
+
+
+def test_collector_is_paused_then_the_rebuilds_cycles_go_and_the_survivors_stay_frozen() -> None:
     pending = [5]
     assert gc.isenabled()
+    kept = Node()  # alive throughout: the long-lived heap
 
-    async def run() -> tuple[bool, int, int]:
+    async def run() -> tuple[bool, bool, bool, bool]:
         enabled = pause_collector()
         paused = gc.isenabled()
+        a, b = Node(), Node()  # garbage cycle made during the rebuild
+        a.other, b.other = b, a
+        cycle = weakref.ref(a)
+        del a, b
         resume_collector(enabled, lambda: pending[0], 1, poll_seconds=0.01)
-        frozen = gc.get_freeze_count()
+        gc.collect()  # as the collector would while the sinks drain: frozen, so it stays
+        frozen_while_draining = cycle() is not None
         pending[0] = 0
         for _ in range(100):
             await asyncio.sleep(0.01)
-            if gc.get_freeze_count() == 0:
+            if cycle() is None:
                 break
-        return paused, frozen, gc.get_freeze_count()
+        return paused, frozen_while_draining, cycle() is None, gc.get_freeze_count() > 0
 
     try:
-        paused, frozen, after = asyncio.run(run())
+        paused, held, collected, refrozen = asyncio.run(run())
+        kept_is_frozen = any(o is kept for o in gc.get_objects()) is False
     finally:
         gc.unfreeze()
         gc.enable()
     assert paused is False
-    assert frozen > 0 and after == 0
+    assert held  # nothing collected before the sinks drain
+    assert collected  # the rebuild's cycle is freed once they have
+    assert refrozen and kept_is_frozen  # what survived is frozen: full collections skip it
     assert gc.isenabled()
