@@ -15,6 +15,7 @@ and views of deploy/sql/. No panel selects a user id.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,9 +36,21 @@ def prom(expr: str, legend: str = "", instant: bool = False) -> dict[str, Any]:
             "range": not instant, "instant": instant, "editorMode": "code"}
 
 
+# Columns holding an app's local day (a date, not an instant). `$__timeFilter(day)` compares
+# the date's midnight with the UTC range, so for an app east of UTC (Moscow: UTC+3) today's
+# row fell out of "now-30d to now" between local midnight and UTC midnight, three hours a
+# day. A day is kept if it overlaps the range in any timezone: one day of slack each side.
+DATE_COLUMN = re.compile(r"\$__timeFilter\(((?:\w+\.)?(?:day|cohort_date|date))\)")
+
+
+def local_days(query: str) -> str:
+    return DATE_COLUMN.sub(
+        r"\1 BETWEEN $__timeFrom()::date - 1 AND $__timeTo()::date + 1", query)
+
+
 def sql(query: str, fmt: str = "table") -> dict[str, Any]:
     """Raw SQL; `time_series` needs a "time" column (and `metric` for long format)."""
-    return {"datasource": PG, "rawSql": " ".join(query.split()), "format": fmt,
+    return {"datasource": PG, "rawSql": local_days(" ".join(query.split())), "format": fmt,
             "rawQuery": True, "editorMode": "code"}
 
 

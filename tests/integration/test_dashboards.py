@@ -65,6 +65,8 @@ def expand_sql(query: str, app: str, start: datetime, end: datetime) -> str:
                 f"AND '{end:%Y-%m-%dT%H:%M:%SZ}'")
 
     query = re.sub(r"\$__timeFilter\(([^)]+)\)", time_filter, query)
+    query = query.replace("$__timeFrom()", f"'{start:%Y-%m-%dT%H:%M:%SZ}'")
+    query = query.replace("$__timeTo()", f"'{end:%Y-%m-%dT%H:%M:%SZ}'")
     return render(query, {"app": app, "cohort_kind": "day"})
 
 

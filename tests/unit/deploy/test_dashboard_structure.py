@@ -120,3 +120,16 @@ def test_queries_use_exported_metrics_and_known_variables(name: str) -> None:
                 # SQL compares `app = '$app'`: only a single-valued variable expands to that.
                 assert not app["multi"] and not app["includeAll"], panel["title"]
                 assert "'$app'" in query, panel["title"]
+
+
+def test_local_day_columns_are_filtered_by_day_with_slack() -> None:
+    # A date is an app's local day: compared as UTC midnight, Moscow's today fell out of
+    # "now-30d to now" between local and UTC midnight. Instants keep Grafana's filter.
+    module = build_module()
+    assert module.local_days("WHERE $__timeFilter(r.cohort_date) AND $__timeFilter(day)") == (
+        "WHERE r.cohort_date BETWEEN $__timeFrom()::date - 1 AND $__timeTo()::date + 1 AND "
+        "day BETWEEN $__timeFrom()::date - 1 AND $__timeTo()::date + 1")
+    assert module.local_days("$__timeFilter(detected_at)") == "$__timeFilter(detected_at)"
+    for name in GENERATED:
+        text = (DASHBOARDS / f"{name}.json").read_text()
+        assert not re.search(r"\$__timeFilter\((\w+\.)?(day|cohort_date|date)\)", text), name
