@@ -10,12 +10,16 @@ every few seconds, then prints a table and a verdict:
   rejected) stays below two seconds of traffic, and ends below it;
 * no error logs: no ERROR/CRITICAL line and no traceback in the worker's log.
 
-    .venv/bin/python benchmarks/soak.py --max-rate 4760      # docs/reliability.md, runs 10-11
+    .venv/bin/python benchmarks/soak.py --max-rate 4760 --users 50000 --every 2  # runs 13-14
     .venv/bin/python benchmarks/soak.py                      # measure the max first
 
 Measuring drains a backlog sent at once, i.e. full ingest batches: it overstates what the
 worker sustains under paced traffic (13.6k-17.6k vs ~7k events/s here), so prefer
 `--max-rate` with a rate the worker was seen to sustain.
+
+Before the run, every user of the population is made known (one registration each within the
+last `--user-base-days`), and the soak waits for the worker's first trigger sweep over them, a
+one-off that creates a trigger for each inactive user (docs/reliability.md, session 5).
 
 Not part of `make test`. Live traffic is `streams.generate.live_session` (the demo producer's
 sessions, without its deliberately broken records) over `--users` users per app, 2% of the
