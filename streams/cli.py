@@ -136,6 +136,19 @@ def publish(file: Any, historical: bool, quiet: bool, **options: Any) -> None:
         sys.exit(1)
 
 
+def _aware(value: str | None) -> datetime | None:
+    """An ISO 8601 instant with its offset: a naive time would be read in this machine's zone."""
+    if value is None:
+        return None
+    try:
+        instant = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise click.BadParameter(f"not an ISO 8601 time: {value!r}") from exc
+    if instant.tzinfo is None:
+        raise click.BadParameter(f"{value!r} has no UTC offset (add Z or +03:00)")
+    return instant
+
+
 @main.command()
 @click.option("--app", "app_name", required=True, help="app id, or 'all' for every plan")
 @click.option("--users", default=100, show_default=True)
@@ -144,9 +157,15 @@ def publish(file: Any, historical: bool, quiet: bool, **options: Any) -> None:
 @click.option("--late", default=0.0, show_default=True, help="fraction of events delivered late")
 @click.option("--duplicates", default=0.0, show_default=True, help="fraction delivered twice")
 @click.option("--out", type=click.File("wb"), default="-", help="output file (default stdout)")
+@click.option("--end", callback=lambda _ctx, _param, value: _aware(value), metavar="ISO-TIME",
+              help="last instant of the traffic, ISO 8601 with an offset "
+              "(default now); the same seed and end give the same file")
 def generate(app_name: str, users: int, days: int, seed: int, late: float, duplicates: float,
-             out: Any) -> None:
-    """Generate realistic JSONL traffic for a plan: registration first, weekly rhythm, churn."""
+             out: Any, end: datetime | None) -> None:
+    """Generate realistic JSONL traffic for a plan: registration first, weekly rhythm, churn.
+
+    Traffic follows the calendar (weekends are quieter in the plan's time zone), so a seed
+    gives different traffic on different days unless --end pins it."""
     from streams.generate import GenOptions
     from streams.generate import generate as gen
     from streams.plan import load_plans
@@ -157,7 +176,7 @@ def generate(app_name: str, users: int, days: int, seed: int, late: float, dupli
         if name not in plans:
             raise click.BadParameter(f"no plan {name!r}; plans: {', '.join(sorted(plans))}")
     options = GenOptions(users=users, days=days, seed=seed, late_fraction=late,
-                         duplicate_fraction=duplicates, end=datetime.now(UTC))
+                         duplicate_fraction=duplicates, end=end or datetime.now(UTC))
     for name in names:
         for event in gen(plans[name], options):
             out.write(orjson.dumps(event) + b"\n")

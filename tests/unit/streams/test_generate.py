@@ -164,3 +164,21 @@ def test_onepercent_trials_carry_their_end_date_and_journey_goal_events() -> Non
     assert plan.journey is not None
     names = Counter(e["event"] for e in events)
     assert all(names[n] > 0 for m in plan.journey.milestones for n in m.goal.events)
+
+
+def test_cli_end_pins_the_traffic_and_refuses_a_time_without_offset() -> None:
+    from click.testing import CliRunner
+
+    from streams.cli import main
+
+    runner = CliRunner()
+    args = ["generate", "--app", "onepercent", "--users", "5", "--days", "3", "--seed", "2"]
+    utc = runner.invoke(main, [*args, "--end", "2026-03-10T18:30:00Z"])
+    moscow = runner.invoke(main, [*args, "--end", "2026-03-10T21:30:00+03:00"])
+    assert utc.exit_code == 0 and utc.stdout_bytes == moscow.stdout_bytes  # one instant
+    expected = list(generate(PLANS["onepercent"], GenOptions(users=5, days=3, seed=2, end=END)))
+    assert [orjson.loads(line) for line in utc.stdout_bytes.splitlines()] == expected
+    later = runner.invoke(main, [*args, "--end", "2026-03-11T18:30:00Z"])
+    assert later.stdout_bytes != utc.stdout_bytes
+    naive = runner.invoke(main, [*args, "--end", "2026-03-10T18:30:00"])
+    assert naive.exit_code == 2 and "has no UTC offset" in naive.output
