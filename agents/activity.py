@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 import traceback
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -28,6 +29,7 @@ from agents.safety import SafetyDesk
 from agents.streaks import StreakKeeper
 from agents.triggers import TriggerKeeper
 from agents.yielding import Turns, owned_users, pause_collector, resume_collector
+from sinks.base import drain_all
 from sinks.metrics import observe_all
 from streams.changelog import read_latest
 from streams.envelope import ValidEvent, decode_batch, split_user_key, user_key
@@ -296,6 +298,27 @@ def register(p: Pipeline) -> None:
     # waits: a user forgotten during the walk would count twice, in the walk and the residual).
     rebuilds = {"started": 0, "running": 0}
 
+    @p.app.on_partitions_revoked.connect
+    async def drain_sinks(app: Any, /, *args: Any, **kwargs: Any) -> None:
+        """Write what the sinks hold before the partitions go to another worker: a queued row
+        written after the new owner's rebuild would overwrite its newer row. Faust sends this
+        after the agents finished their current events and before the worker rejoins, so the
+        new owner starts only after it (or after `revoke_drain_seconds`)."""
+        revoked = args[0] if args else kwargs.get("revoked")
+        if not revoked:
+            return
+        started = time.monotonic()
+        left = await drain_all(p.sinks, p.settings.revoke_drain_seconds)
+        took = time.monotonic() - started
+        metrics.handover_drain.observe(took)
+        metrics.handover_rows_left.inc(left)
+        if left:
+            log.warning("partition handover: %d sink rows still unwritten after %.1f s (a "
+                        "destination down?); they are written later and may overwrite the "
+                        "new owner's rows", left, took)
+        else:
+            log.info("partition handover: sinks drained in %.2f s", took)
+
     @p.users.on_recover
     async def rebuild_aggregates() -> None:
         """Aggregates are derived from user state: rebuild them for the partitions now owned,
@@ -478,14 +501,6 @@ def register(p: Pipeline) -> None:
     @p.app.task
     async def run_sinks() -> None:
         await p.pool.open(wait=True)
-        sinks = [p.sink.run(), p.crisis_sink.run(), p.streak_sink.run(), p.counter_sink.run(),
-                 p.funnel_sink.run(), p.profile_sink.run()]
-        if p.trigger_sink is not None:
-            sinks.append(p.trigger_sink.run())
-        if p.forget_sink is not None:
-            sinks.append(p.forget_sink.run())
-        if p.redis_profiles is not None:
-            sinks.append(p.redis_profiles.run())
-        if p.alertmanager is not None:
-            sinks.append(p.alertmanager.run())
-        await asyncio.gather(*sinks)
+        optional = (p.trigger_sink, p.forget_sink, p.redis_profiles, p.alertmanager)
+        await p.run_sinks(p.sink, p.crisis_sink, p.streak_sink, p.counter_sink, p.funnel_sink,
+                          p.profile_sink, *(sink for sink in optional if sink is not None))

@@ -280,8 +280,6 @@ class BusinessKeeper:
             # calls trip psycopg_pool's assertion): wait for it instead.
             while p.pool.closed:  # noqa: ASYNC110 - the pool offers no open event
                 await asyncio.sleep(0.1)
-            runs = [self.revenue_sink.run(), self.props_sink.run()]
-            if self.redis is not None:
-                runs.append(self.redis.run())
-            await asyncio.gather(*runs)
+            await p.run_sinks(self.revenue_sink, self.props_sink,
+                              *([self.redis] if self.redis is not None else []))
 

@@ -70,4 +70,4 @@ class MonthlyKeeper:
         # The activity agent's run_sinks opens the shared pool: wait for it (see business).
         while self.p.pool.closed:  # noqa: ASYNC110 - the pool offers no open event
             await asyncio.sleep(0.1)
-        await self.sink.run()
+        await self.p.run_sinks(self.sink)

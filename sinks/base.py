@@ -14,7 +14,7 @@ import itertools
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import Any, Generic, TypeVar
 
 from sinks.metrics import Metrics
@@ -41,6 +41,9 @@ class BatchingSink(ABC, Generic[K]):
         self.pending: dict[K, Any] = {}
         self._wake = asyncio.Event()
         self._retry_delay = 0.0
+        # One write at a time: a drain at a partition handover must wait for the write the
+        # periodic flush has in flight, or that write could land after the new owner's.
+        self._writing = asyncio.Lock()
         self.last_error: str | None = None
         # Every sink's series exist from the start (at 0), so the dashboards' rate() and
         # increase() over rows and errors answer before the first write or failure.
@@ -62,6 +65,10 @@ class BatchingSink(ABC, Generic[K]):
 
     async def flush(self) -> bool:
         """Write up to `max_rows` pending rows. False if the write failed (rows kept)."""
+        async with self._writing:
+            return await self._flush()
+
+    async def _flush(self) -> bool:
         if not self.pending:
             return True
         # islice, not list(...)[:n]: after a recovery hundreds of thousands of rows wait here.
@@ -70,6 +77,10 @@ class BatchingSink(ABC, Generic[K]):
         started = time.perf_counter()
         try:
             await self.write_batch(batch)
+        except asyncio.CancelledError:  # a bounded drain gave up (drain_all): keep the rows
+            for key, row in batch.items():
+                self.pending.setdefault(key, row)
+            raise
         except Exception as err:  # any failure: keep the rows, retry later, never crash
             self.metrics.sink_errors.labels(self.name).inc()
             self.last_error = f"{type(err).__name__}: {err}"
@@ -87,11 +98,14 @@ class BatchingSink(ABC, Generic[K]):
         return True
 
     async def drain(self) -> bool:
-        """Flush until nothing is pending or a write fails."""
-        while self.pending:
-            if not await self.flush():
-                return False
-        return True
+        """Flush until nothing is pending or a write fails; returns after any write in
+        flight, even with nothing pending."""
+        while True:
+            async with self._writing:
+                if not self.pending:
+                    return True
+                if not await self._flush():
+                    return False
 
     async def run(self) -> None:
         """Flush every `flush_seconds` (sooner when full), backing off while writes fail."""
@@ -105,3 +119,17 @@ class BatchingSink(ABC, Generic[K]):
             else:
                 self._retry_delay = min(
                     self.max_retry_seconds, max(0.5, self._retry_delay * 2 or 0.5))
+
+
+async def drain_all(sinks: Sequence[BatchingSink[Any]], wait_seconds: float) -> int:
+    """Write every sink's pending rows, each sink after the write it has in flight, for at
+    most `wait_seconds`. Returns the rows left pending (a destination down, or too many rows):
+    a drain still running then is cancelled, its batch goes back to pending, and the sink's
+    own loop writes it later."""
+    drains = [asyncio.ensure_future(sink.drain()) for sink in sinks]
+    if drains:
+        _, late = await asyncio.wait(drains, timeout=wait_seconds)
+        for drain in late:
+            drain.cancel()
+        await asyncio.gather(*late, return_exceptions=True)
+    return sum(len(sink.pending) for sink in sinks)

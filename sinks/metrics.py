@@ -114,6 +114,14 @@ class Metrics:
             "pulse_sink_errors", "Failed sink writes (retried with backoff)", ["sink"], registry=r)
         self.sink_pending = Gauge(
             "pulse_sink_pending_rows", "Rows waiting to be written", ["sink"], registry=r)
+        self.handover_drain = Histogram(
+            "pulse_sink_handover_drain_seconds", "Time a worker handing partitions over in a "
+            "rebalance spent writing its sinks' queued rows (the rebalance waits as long)",
+            buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30), registry=r)
+        self.handover_rows_left = Counter(
+            "pulse_sink_handover_rows_left", "Queued rows still unwritten when a partition "
+            "handover stopped waiting for the sinks (they may overwrite the new owner's)",
+            registry=r)
         self.alerts_rejected = Counter(
             "pulse_alerts_rejected", "Alerts a receiver refused as invalid (dropped, logged)",
             ["receiver"], registry=r)

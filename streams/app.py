@@ -6,6 +6,7 @@ lives in `tables/`, the writes in `sinks/`.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import zlib
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import faust.transport.drivers.aiokafka
 from psycopg_pool import AsyncConnectionPool
 
 from sinks.alertmanager import AlertmanagerSink
+from sinks.base import BatchingSink
 from sinks.metrics import Metrics
 from sinks.postgres import (
     AppCounterSink,
@@ -82,9 +84,16 @@ class Pipeline:
     forget_sink: ForgetSink | None = None
     # Side records (derived events, triggers, alerts, dead letters): not Faust's send_soon.
     outbox: Outbox = field(init=False)
+    # Every running sink (run_sinks): a partition handover drains them all.
+    sinks: list[BatchingSink[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.outbox = Outbox(lambda: self.app.producer)
+
+    async def run_sinks(self, *sinks: BatchingSink[Any]) -> None:
+        """Run the sinks' flush loops, registered for the drain at a partition handover."""
+        self.sinks.extend(sinks)
+        await asyncio.gather(*(sink.run() for sink in sinks))
 
     def today(self, now: datetime) -> dict[str, int]:
         return {app: local_day(now, plan) for app, plan in self.plans.items()}

@@ -39,6 +39,10 @@ def test_worker_joins_and_leaves_mid_stream(pulse_env: PulseEnv, tmp_path: Path)
              "the second worker to apply events of its partitions")
     recovered_on_join = second.total("pulse_recovery_changelog_records_total")
     assert recovered_on_join > 0  # it took over users the first worker had built up
+    # The first worker wrote its queued rows before handing partitions over (none of them can
+    # land after the second worker's rows of the same users).
+    assert first.total("pulse_sink_handover_drain_seconds_count") >= 1
+    assert first.total("pulse_sink_handover_rows_left_total") == 0
 
     # Leave: the first worker stops mid-stream; the second takes everything over.
     traffic.allow(len(events))
