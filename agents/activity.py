@@ -303,12 +303,12 @@ def register(p: Pipeline) -> None:
         """Write what the sinks hold before the partitions go to another worker: a queued row
         written after the new owner's rebuild would overwrite its newer row. Faust sends this
         after the agents finished their current events and before the worker rejoins, so the
-        new owner starts only after it (or after `revoke_drain_seconds`)."""
+        new owner starts only after it (or after `sink_drain_seconds`)."""
         revoked = args[0] if args else kwargs.get("revoked")
         if not revoked:
             return
         started = time.monotonic()
-        left = await drain_all(p.sinks, p.settings.revoke_drain_seconds)
+        left = await drain_all(p.sinks, p.settings.sink_drain_seconds)
         took = time.monotonic() - started
         metrics.handover_drain.observe(took)
         metrics.handover_rows_left.inc(left)
@@ -318,6 +318,17 @@ def register(p: Pipeline) -> None:
                         "new owner's rows", left, took)
         else:
             log.info("partition handover: sinks drained in %.2f s", took)
+
+    @p.app.on_before_shutdown.connect
+    async def drain_sinks_at_stop(app: Any, /, *args: Any, **kwargs: Any) -> None:
+        """A stopping worker writes what its sinks hold (Faust sends this once the consumer
+        stopped): PostgreSQL is complete when `pulse worker` exits, and the next start has no
+        rows to write again. A destination down gets `sink_drain_seconds`; its rows are then
+        lost with the process, as after a kill -9 (the next owner's rebuild writes the
+        aggregates, streaks, funnels, profiles and crisis rows again from the states)."""
+        left = await drain_all(p.sinks, p.settings.sink_drain_seconds)
+        if left:
+            log.warning("stopping with %d sink rows unwritten (a destination down?)", left)
 
     @p.users.on_recover
     async def rebuild_aggregates() -> None:

@@ -112,6 +112,10 @@ class Metrics:
             "pulse_sink_rows", "Rows written by sinks", ["sink"], registry=r)
         self.sink_errors = Counter(
             "pulse_sink_errors", "Failed sink writes (retried with backoff)", ["sink"], registry=r)
+        self.side_records_failed = Counter(
+            "pulse_side_records_failed", "Derived events, triggers, alerts or dead letters the "
+            "broker refused for good: sent to the dead-letter topic, or dropped if that failed "
+            "too (streams.outbox)", ["topic", "outcome"], registry=r)
         self.sink_pending = Gauge(
             "pulse_sink_pending_rows", "Rows waiting to be written", ["sink"], registry=r)
         self.handover_drain = Histogram(

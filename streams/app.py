@@ -88,7 +88,9 @@ class Pipeline:
     sinks: list[BatchingSink[Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
-        self.outbox = Outbox(lambda: self.app.producer)
+        failed = self.metrics.side_records_failed
+        self.outbox = Outbox(lambda: self.app.producer, self.settings.deadletter_topic,
+                             lambda topic, outcome: failed.labels(topic, outcome).inc())
 
     async def run_sinks(self, *sinks: BatchingSink[Any]) -> None:
         """Run the sinks' flush loops, registered for the drain at a partition handover."""

@@ -43,6 +43,7 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, Producer, To
 
 from streams.envelope import user_key
 from streams.errors import ConfigError, ServiceError
+from streams.outbox import UNSENDABLE
 from streams.plan import Plan
 from streams.topics import replayed_topic
 from streams.validate import Limits, validate_record
@@ -268,9 +269,10 @@ def plan_replay(letters: Iterable[DeadLetter], replayed: set[str], plans: dict[s
     """Which dead letters to send, and why each other one is skipped (counted by reason)."""
     out = ReplayPlan()
     for letter in letters:
-        if letter.reason == STATE_ERROR:
-            # The value is a digest of a validated event, not the event: nothing to resend.
-            out.skipped[STATE_ERROR] += 1
+        if letter.reason in (STATE_ERROR, UNSENDABLE):
+            # A digest of a validated event, or a record Pulse derived (streams.outbox): not an
+            # input event, nothing to resend.
+            out.skipped[letter.reason] += 1
             continue
         if letter.ref in replayed and not include_replayed:
             out.skipped["already_replayed"] += 1

@@ -13,6 +13,12 @@ the records itself, and a send waits only when a batch is full.
 At least once, as before: the activity agent sends what its batch queued before it takes the
 next record, so Faust's commit (which flushes the producer first) never covers an input whose
 side records are not with the producer. Timers' records go out from `run`, at once.
+
+Nothing is dropped quietly. A send that fails for a reason that passes (broker unreachable,
+leader moving, producer buffer full) is retried with backoff, in order, and the agent waits
+meanwhile as it would for its input. A record the broker can never take (over its size limit)
+goes to the dead-letter topic with the reason (`side_record_unsendable`; not replayable: it is
+not an input event); only if that fails too is it dropped, logged and counted.
 """
 
 from __future__ import annotations
@@ -23,8 +29,15 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, NamedTuple, Protocol
 
+import orjson
+from aiokafka.errors import KafkaConnectionError, KafkaError, KafkaTimeoutError
+
 Headers = Sequence[tuple[str, bytes]]
 log = logging.getLogger(__name__)
+
+UNSENDABLE = "side_record_unsendable"  # the dead-letter reason of a side record
+KEEP_BYTES = 64 * 1024  # a dead letter keeps the record's value up to this size
+RETRY_SECONDS = (0.1, 5.0)  # first and longest wait between tries of a passing failure
 
 
 class Sender(Protocol):
@@ -42,10 +55,21 @@ class Pending(NamedTuple):
     headers: Headers | None
 
 
+def passes(err: BaseException) -> bool:
+    """Whether a failed send may succeed if tried again (Faust wraps aiokafka's error)."""
+    cause = err.__cause__ if isinstance(err.__cause__, KafkaError) else err
+    return isinstance(cause, KafkaTimeoutError | KafkaConnectionError) or bool(
+        getattr(cause, "retriable", False))
+
+
 class Outbox:
-    def __init__(self, producer: Callable[[], Sender]) -> None:
+    def __init__(self, producer: Callable[[], Sender], deadletter_topic: str | None = None,
+                 failed: Callable[[str, str], None] | None = None) -> None:
         # The app's producer exists only once the worker starts: looked up when sending.
         self._producer = producer
+        self.deadletter_topic = deadletter_topic
+        # Told (topic, "deadlettered" | "dropped") of every record not sent where it was meant.
+        self._failed = failed or (lambda topic, outcome: None)
         self.pending: deque[Pending] = deque()
         self._wake = asyncio.Event()
         # One sender at a time: the agent and `run` both send, and records must reach the
@@ -65,12 +89,49 @@ class Outbox:
         async with self._sending:
             producer = self._producer()
             while self.pending:
-                record = self.pending.popleft()
-                try:
-                    await producer.send(record.topic, record.key, record.value, None, None,
-                                        list(record.headers) if record.headers else None)
-                except Exception:  # e.g. a record over the broker's size limit: never retried
-                    log.exception("could not send a record to %s; it is dropped", record.topic)
+                await self._send(producer, self.pending[0])
+                self.pending.popleft()  # only now: a cancelled retry leaves it queued
+
+    async def _send(self, producer: Sender, record: Pending) -> None:
+        delay, longest = RETRY_SECONDS
+        while True:
+            try:
+                await producer.send(record.topic, record.key, record.value, None, None,
+                                    list(record.headers) if record.headers else None)
+                return
+            except Exception as err:
+                if not passes(err):
+                    await self._deadletter(producer, record, err)
+                    return
+                log.warning("sending a record to %s failed (%s); retrying in %.1f s",
+                            record.topic, err, delay)
+                await asyncio.sleep(delay)
+                delay = min(longest, delay * 2)
+
+    async def _deadletter(self, producer: Sender, record: Pending, err: Exception) -> None:
+        cause = err.__cause__ if isinstance(err.__cause__, KafkaError) else err
+        reason = f"{UNSENDABLE}: {type(cause).__name__}: {cause}"[:300]
+        size = len(record.value or b"")
+        if self.deadletter_topic is not None and record.topic != self.deadletter_topic:
+            headers = [("pulse.reason", UNSENDABLE.encode()),
+                       ("pulse.reasons", orjson.dumps([reason])),
+                       ("pulse.source.topic", record.topic.encode()),
+                       ("pulse.value.bytes", str(size).encode())]
+            try:
+                await producer.send(self.deadletter_topic, record.key,
+                                    record.value if size <= KEEP_BYTES else None, None, None,
+                                    headers)
+            except Exception:
+                log.exception("could not dead-letter a record for %s (%s); it is dropped",
+                              record.topic, reason)
+            else:
+                log.error("a record for %s went to the dead-letter topic: %s",
+                          record.topic, reason)
+                self._failed(record.topic, "deadlettered")
+                return
+        else:
+            log.error("could not send a record to %s (%s); it is dropped", record.topic, reason)
+        self._failed(record.topic, "dropped")
 
     async def run(self) -> None:
         """Send what timers and other agents queue, as soon as they queue it."""

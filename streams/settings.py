@@ -71,10 +71,10 @@ class Settings(BaseSettings):
     sink_flush_seconds: float = Field(1.0, description="PostgreSQL sink flush interval")
     sink_batch_rows: int = Field(1000, description="PostgreSQL sink rows per flush")
     sink_max_retry_seconds: float = Field(30.0, description="backoff ceiling of sink retries")
-    revoke_drain_seconds: float = Field(
-        10.0, ge=0.0, description="how long a worker handing partitions over in a rebalance "
-        "waits for its sinks to write their queued rows, so that none lands after the new "
-        "owner's; the rebalance waits as long")
+    sink_drain_seconds: float = Field(
+        10.0, ge=0.0, description="how long a worker that stops, or hands partitions over in "
+        "a rebalance, waits for its sinks to write their queued rows (a handover: so that none "
+        "lands after the new owner's; the rebalance waits as long)")
     profile_sweep_seconds: float = Field(
         3600.0, description="how often every retention profile is re-evaluated (inactivity)")
     profile_ttl_seconds: int = Field(90 * 86400, description="TTL of profiles in Redis")

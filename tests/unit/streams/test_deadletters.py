@@ -93,6 +93,8 @@ def test_replay_decisions() -> None:
                              "source": "segment.identify", "set": {}}), offset=4),
         letter(event(event_id="old", timestamp=(NOW - timedelta(days=30)).isoformat()),
                reason="too_old", offset=5),
+        # A record Pulse derived that the broker refused: valid as an event, never an input.
+        letter(event(event_id="derived"), reason="side_record_unsendable", offset=6),
     ]
     plan = plan_replay(letters, {"1:1"}, PLANS, NOW, Limits())
     assert [item.letter.ref for item in plan.send] == ["1:0"]
@@ -100,7 +102,7 @@ def test_replay_decisions() -> None:
     assert plan.send[0].value == letters[0].value  # the original bytes, unchanged
     assert dict(plan.skipped) == {"already_replayed": 1, "still_invalid:unknown_event": 1,
                                   "state_error": 1, "user_properties": 1,
-                                  "still_invalid:too_old": 1}
+                                  "still_invalid:too_old": 1, "side_record_unsendable": 1}
     again = plan_replay(letters, {"1:1"}, PLANS, NOW, Limits(), historical=True,
                         include_replayed=True)
     assert [item.letter.ref for item in again.send] == ["1:0", "1:1", "1:5"]
