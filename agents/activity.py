@@ -325,7 +325,10 @@ def register(p: Pipeline) -> None:
         stopped): PostgreSQL is complete when `pulse worker` exits, and the next start has no
         rows to write again. A destination down gets `sink_drain_seconds`; its rows are then
         lost with the process, as after a kill -9 (the next owner's rebuild writes the
-        aggregates, streaks, funnels, profiles and crisis rows again from the states)."""
+        aggregates, streaks, funnels, profiles and crisis rows again from the states).
+        The day and revenue rows changed since the last 0.5 s tick are queued first."""
+        queue_day_rows()
+        business.flush_rows(utc_now())
         left = await drain_all(p.sinks, p.settings.sink_drain_seconds)
         if left:
             log.warning("stopping with %d sink rows unwritten (a destination down?)", left)
@@ -412,11 +415,9 @@ def register(p: Pipeline) -> None:
         log.info("rebuilt day aggregates for partitions %s from %d users (%d states repaired "
                  "beyond Faust's recovery)", sorted(owned), users, repaired)
 
-    @p.app.timer(0.5)
-    async def publish_aggregates() -> None:
-        """Hand changed rows to the sink and refresh the live gauges."""
-        now = utc_now()
-        today = p.today(now)
+    def queue_day_rows() -> dict[str, int]:
+        """Hand the day rows changed since the last call to the sinks; each app's today."""
+        today = p.today(utc_now())
         # One MAU window short of the history, plus a day for events just past midnight.
         maintained = p.settings.history_days - 31
         for part, agg in list(p.aggregates.items()):
@@ -425,6 +426,12 @@ def register(p: Pipeline) -> None:
                 counts = agg.counters_of(app, day)
                 if counts:
                     p.counter_sink.put((app, day, part), counts)
+        return today
+
+    @p.app.timer(0.5)
+    async def publish_aggregates() -> None:
+        """Hand changed rows to the sink and refresh the live gauges."""
+        today = queue_day_rows()
         for app, day in today.items():
             totals = [0, 0, 0]
             for agg in p.aggregates.values():

@@ -55,9 +55,14 @@ class Pending(NamedTuple):
     headers: Headers | None
 
 
+def cause_of(err: BaseException) -> BaseException:
+    """aiokafka's error behind Faust's `ProducerSendError`, or the error itself."""
+    return err.__cause__ if isinstance(err.__cause__, KafkaError) else err
+
+
 def passes(err: BaseException) -> bool:
-    """Whether a failed send may succeed if tried again (Faust wraps aiokafka's error)."""
-    cause = err.__cause__ if isinstance(err.__cause__, KafkaError) else err
+    """Whether a failed send may succeed if tried again."""
+    cause = cause_of(err)
     return isinstance(cause, KafkaTimeoutError | KafkaConnectionError) or bool(
         getattr(cause, "retriable", False))
 
@@ -109,7 +114,7 @@ class Outbox:
                 delay = min(longest, delay * 2)
 
     async def _deadletter(self, producer: Sender, record: Pending, err: Exception) -> None:
-        cause = err.__cause__ if isinstance(err.__cause__, KafkaError) else err
+        cause = cause_of(err)
         reason = f"{UNSENDABLE}: {type(cause).__name__}: {cause}"[:300]
         size = len(record.value or b"")
         if self.deadletter_topic is not None and record.topic != self.deadletter_topic:
