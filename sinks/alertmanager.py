@@ -129,7 +129,7 @@ class AlertmanagerSink(BatchingSink[str]):
         """Queue every firing alert again (a pending newer state wins); return how many."""
         for key, alert in self.firing.items():
             self.pending.setdefault(key, alert)
-        self.metrics.sink_pending.labels(self.name).set(len(self.pending))
+        self._pending_gauge.set(len(self.pending))
         if self.firing:
             self._wake.set()
         return len(self.firing)

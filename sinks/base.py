@@ -91,7 +91,7 @@ class BatchingSink(ABC, Generic[K]):
                 self.pending.setdefault(key, row)
             return False
         finally:
-            self.metrics.sink_pending.labels(self.name).set(len(self.pending))
+            self._pending_gauge.set(len(self.pending))
         self.last_error = None
         self.metrics.sink_flush_seconds.labels(self.name).observe(time.perf_counter() - started)
         self.metrics.sink_rows.labels(self.name).inc(len(batch))
