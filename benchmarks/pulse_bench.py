@@ -46,6 +46,9 @@ from streams.generate import EventFactory
 from streams.plan import load_plans
 from streams.publish import Publisher
 
+# The samples the throughput loop polls every 50 ms: only these are rendered (harness.scrape).
+PROGRESS = ("pulse_events_consumed_total", "pulse_events_valid_total",
+            "pulse_events_duplicate_total", "pulse_events_rejected_total")
 # Latency markers: first events of new onepercent users (a profile row appears in PostgreSQL),
 # of an event name the background load never carries, so its /metrics counter counts markers.
 MARKER_APP = "onepercent"
@@ -117,7 +120,7 @@ class PulseRun:
         return ports
 
     def total(self, name: str) -> float:
-        return sum(scrape(port).get(name, 0.0) for port in self.ports())
+        return sum(scrape(port, name).get(name, 0.0) for port in self.ports())
 
     def ready(self) -> list[int]:
         """Wait until the workers own every partition between them, and hold it a moment
@@ -125,7 +128,8 @@ class PulseRun:
         ports = self.ports()
 
         def owned() -> bool:
-            return sum(scrape(p).get("pulse_partitions_owned", 0) for p in ports) \
+            return sum(scrape(p, "pulse_partitions_owned").get("pulse_partitions_owned", 0)
+                       for p in ports) \
                 == self.partitions
 
         stable_since = None
@@ -201,7 +205,7 @@ def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partiti
         first = None
         deadline = time.monotonic() + timeout
         while True:
-            snapshots = [scrape(port) for port in ports]
+            snapshots = [scrape(port, *PROGRESS) for port in ports]
             now = time.perf_counter()
 
             def total(metric: str, snaps: list[dict[str, float]] = snapshots) -> float:
@@ -229,7 +233,8 @@ def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partiti
         # the day rows are queued by a 0.5 s timer, so the sinks can be empty before the last
         # rows reach them (a run reported 94,000 of 94,106 events that way).
         wait_for(lambda: stored()[1] >= valid and sum(
-            scrape(p).get("pulse_sink_pending_rows", 1) for p in ports) == 0,
+            scrape(p, "pulse_sink_pending_rows").get("pulse_sink_pending_rows", 1)
+            for p in ports) == 0,
             120, "every applied event in daily_metrics")
         drained = time.perf_counter() - applied_at
         if spy is not None:

@@ -24,6 +24,9 @@ from streams.app import partition_for
 from streams.envelope import user_key
 from tables.activity import encode_state
 
+# What the restore loop polls: only these samples are rendered by the worker (harness.scrape).
+RESTORE_PROGRESS = ("pulse_partitions_owned", "pulse_users_tracked", "process_cpu_seconds_total")
+
 
 def _templates() -> list[tuple[str, bytes]]:
     return [(app, encode_state(state))
@@ -74,7 +77,7 @@ def _wait_restored(run: PulseRun, users: int, timeout: float, started: float) ->
     run.longest_silence = 0.0
     while time.monotonic() < deadline:
         try:
-            metrics = scrape(port)
+            metrics = scrape(port, *RESTORE_PROGRESS)
         except OSError:  # includes timeouts: a busy worker may not answer /metrics for a while
             run.longest_silence = max(run.longest_silence, time.monotonic() - answered)
             continue
@@ -86,7 +89,8 @@ def _wait_restored(run: PulseRun, users: int, timeout: float, started: float) ->
             # The worker's own probe of its event loop (agents.loop_probe), over the restore;
             # read a second later: a stall that just ended is recorded by the probe's next tick.
             time.sleep(1.0)
-            run.longest_stall = scrape(port).get("pulse_event_loop_stall_max_seconds")
+            run.longest_stall = scrape(port, "pulse_event_loop_stall_max_seconds").get(
+                "pulse_event_loop_stall_max_seconds")
             return restored
         if run.procs[0].poll() is not None:
             raise RuntimeError(f"worker exited with {run.procs[0].returncode}")
