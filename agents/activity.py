@@ -230,10 +230,15 @@ def register(p: Pipeline) -> None:
                      ("pulse.source.partition", str(part).encode()),
                      ("pulse.app", event.app.encode())])
 
+    events_wait = metrics.stage_seconds.labels("events_wait")
+    apply_time = metrics.stage_seconds.labels("apply")
+
     @p.app.agent(p.events_topic, name="pulse.agents.activity")
     async def activity(stream):
         async for record in stream.events():
             message = record.message
+            taken = time.time()
+            events_wait.observe(max(0.0, taken - message.timestamp))
             try:
                 events = decode_batch(record.value)
             except Exception as err:  # e.g. a format change during a rolling upgrade
@@ -251,6 +256,7 @@ def register(p: Pipeline) -> None:
                 await p.outbox.send_all()
                 continue
             await process(message.partition, events)
+            apply_time.observe(time.time() - taken)
 
     async def complete_recovery(owned: set[int], table: Any, name: str,
                                 partition_of_key: Callable[[bytes], int]) -> int:
@@ -346,7 +352,8 @@ def register(p: Pipeline) -> None:
         rebuilds["running"] += 1
         collecting = pause_collector()
         try:
-            await rebuild(rebuilds["started"])
+            with metrics.sweep_seconds.labels("rebuild").time():
+                await rebuild(rebuilds["started"])
         finally:
             rebuilds["running"] -= 1
             resume_collector(collecting, lambda: sum(len(s.pending) for s in row_sinks),
@@ -365,7 +372,7 @@ def register(p: Pipeline) -> None:
         crisis_keys: list[tuple[bytes, int, str]] = []
         users = 0
         async for key, part, raw in owned_users(p.users.data, owned, partition_of):
-            app, user_id = split_user_key(key)
+            app, _ = split_user_key(key)
             state = decode_state(raw)
             users += 1
             totals[part].add(app, state, p.state_configs.get(app))
@@ -373,11 +380,6 @@ def register(p: Pipeline) -> None:
                 revenue_states[part].append((app, state))
             if state.experiments:
                 experiment_states[part].append((app, state))
-            # Per-user rows a killed worker had queued but not written died with it, and the
-            # events it had applied now come back as duplicates that queue nothing (chaos test:
-            # user_streaks rows missing after kill -9): queue them again.
-            streaks.republish(app, user_id, state)
-            republish_funnels(app, user_id, state)
             if state.crisis is not None:
                 crisis_keys.append((key, part, app))
         if generation != rebuilds["started"]:
@@ -408,12 +410,52 @@ def register(p: Pipeline) -> None:
                 business.aggregates_for(part).add(app, decode_residual(raw).revenue_deltas())
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
-        # Profiles age while a worker is away: bring them (and the gauges) up to now.
-        await profiles.sweep(utc_now().timestamp(), owned, partition_of)
-        await triggers.sweep(owned, partition_of)
         metrics.partitions_owned.set(len(owned))
         log.info("rebuilt day aggregates for partitions %s from %d users (%d states repaired "
                  "beyond Faust's recovery)", sorted(owned), users, repaired)
+        # The per-user work that no event needs waits no longer than the aggregates: it runs
+        # once the streams resume (they resume when this callback returns).
+        task = asyncio.get_running_loop().create_task(catch_up(owned, generation))
+        catching_up.add(task)
+        task.add_done_callback(catching_up.discard)
+
+    catching_up: set[asyncio.Task[None]] = set()  # held: the loop keeps only weak references
+
+    async def catch_up(owned: set[int], generation: int) -> None:
+        """After a rebuild, beside the events (`catch_up_share` of the loop at most):
+        - queue every user's streak and funnel rows again: rows a killed worker had queued but
+          not written died with it, and the events it had applied come back as duplicates that
+          queue nothing (chaos test: user_streaks rows missing after kill -9). Rows are absolute
+          values read from the state as it is now, so an event's newer row is never undone;
+        - profiles aged while the worker was away: evaluate them at now, recount the gauges;
+        - evaluate the re-engagement triggers (the periodic sweep's work).
+        A newer rebalance ends it: its own rebuild starts another."""
+        started = time.monotonic()
+        now = utc_now().timestamp()
+        share = p.settings.catch_up_share
+        try:
+            async for key, _, raw in owned_users(p.users.data, owned, partition_of,
+                                                 share=share):
+                if generation != rebuilds["started"]:
+                    return
+                app, user_id = split_user_key(key)
+                if app not in p.plans:
+                    continue
+                state = decode_state(raw)
+                streaks.republish(app, user_id, state)
+                republish_funnels(app, user_id, state)
+                profiles.reevaluate(app, user_id, state, now)
+            if generation != rebuilds["started"]:
+                return
+            profiles.set_gauges(owned, partition_of)
+            await triggers.sweep(owned, partition_of, share)
+        except Exception:  # the periodic sweeps and later events repeat this work
+            log.exception("catch-up after the rebuild failed")
+            return
+        took = time.monotonic() - started
+        metrics.sweep_seconds.labels("catch_up").observe(took)
+        log.info("recovery catch-up done in %.1f s: rows queued again, profiles and triggers "
+                 "evaluated", took)
 
     def queue_day_rows() -> dict[str, int]:
         """Hand the day rows changed since the last call to the sinks; each app's today."""

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections import Counter, defaultdict
 from collections.abc import Coroutine, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 
+from sinks.metrics import observe_all
 from streams.envelope import ValidEvent, encode_batch, user_key
 from streams.validate import Outcome, Rejection, utc_now, validate_record
 
@@ -107,6 +109,7 @@ class IngestLoop:
             session_timeout_ms=10_000, heartbeat_interval_ms=1_000,
             rebalance_timeout_ms=20_000, max_poll_interval_ms=300_000,
             fetch_max_wait_ms=s.fetch_wait_ms)
+        self.waited = p.metrics.stage_seconds.labels("ingest_wait")
         self.committed: dict[TopicPartition, int] = {}
         self.reported: set[tuple[str, str]] = set()
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5,
@@ -146,6 +149,9 @@ class IngestLoop:
 
     async def handle(self, batches: dict[TopicPartition, list[ConsumerRecord]]) -> None:
         p, metrics = self.p, self.p.metrics
+        read_ms = time.time() * 1000  # record timestamps are milliseconds, producer's clock
+        observe_all(self.waited, [max(0.0, read_ms - record.timestamp) / 1000
+                                  for records in batches.values() for record in records])
         routed = route(p, (record for records in batches.values() for record in records))
         sends = []
         for part, events in routed.by_partition.items():

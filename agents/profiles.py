@@ -126,15 +126,18 @@ class ProfileKeeper:
                                              share=share):
             app, user_id = split_user_key(key)
             if app in self.apps:
-                self._reevaluate(app, user_id, raw, now)
-        self._set_gauges(owned, partition_of)
+                self.reevaluate(app, user_id, decode_state(raw), now)
+        self.set_gauges(owned, partition_of)
 
-    def _reevaluate(self, app: str, user_id: str, raw: bytes, now: float) -> None:
-        profile = self.publish(app, user_id, decode_state(raw), now, gauges=False)
+    def reevaluate(self, app: str, user_id: str, state: UserState, now: float) -> None:
+        """Evaluate one user as a sweep does: the gauges are recounted by `set_gauges` after."""
+        if app not in self.apps:
+            return
+        profile = self.publish(app, user_id, state, now, gauges=False)
         if profile is not None:
             self.current[(app, user_id)] = (profile.segment, profile.churn_risk)
 
-    def _set_gauges(self, owned: set[int], partition_of: Any) -> None:
+    def set_gauges(self, owned: set[int], partition_of: Any) -> None:
         """Gauges from `current`, keeping only users still stored in owned partitions."""
         store = self.p.users.data
         self.current = {(app, user): now_is for (app, user), now_is in self.current.items()

@@ -177,6 +177,33 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
+def bucket_quantile(buckets: dict[float, float], q: float) -> float | None:
+    """The q-quantile of a Prometheus histogram from its cumulative buckets {le: count}, as
+    PromQL's histogram_quantile estimates it (linear within the bucket it falls in)."""
+    bounds = sorted(buckets)
+    if not bounds or not buckets[bounds[-1]]:
+        return None
+    rank = q * buckets[bounds[-1]]
+    lower, below = 0.0, 0.0
+    for le in bounds:
+        count = buckets[le]
+        if count >= rank:
+            if le == float("inf"):
+                return lower  # beyond the last finite bound: PromQL answers that bound
+            return lower + (le - lower) * (rank - below) / max(count - below, 1e-12)
+        lower, below = le, count
+    return lower
+
+
+def stage_quantiles(port: int, name: str, label: str) -> dict[str, dict[float, float]]:
+    """{label value: {le: cumulative count}} of a labelled histogram on a worker's /metrics."""
+    out: dict[str, dict[float, float]] = {}
+    for labels, value in scrape_labelled(port, f"{name}_bucket").items():
+        named = dict(labels)
+        out.setdefault(named[label], {})[float(named["le"])] = value
+    return out
+
+
 @dataclass
 class MachineInfo:
     cpus: int

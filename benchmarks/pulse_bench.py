@@ -31,11 +31,13 @@ from benchmarks.harness import (
     BENCH_USER_ID_SECRET,
     Figure,
     Stream,
+    bucket_quantile,
     create_database,
     percentile,
     python,
     scrape,
     scrape_labelled,
+    stage_quantiles,
     stop_process,
     wait_for,
 )
@@ -67,6 +69,7 @@ class PulseRun:
     longest_silence: float = 0.0  # seconds the worker's /metrics did not answer (recovery)
     longest_stall: float | None = None  # the worker's pulse_event_loop_stall_max_seconds
     cpu_seconds: float | None = None  # the worker's process_cpu_seconds_total, restored
+    caught_up: float | None = None  # seconds from restored to the catch-up's end (recovery)
 
     def __post_init__(self) -> None:
         suffix = f"{self.name}-{uuid.uuid4().hex[:6]}"
@@ -393,6 +396,7 @@ def run_latency(svc: ServiceAddresses, stream: Stream, partitions: int, work: Pa
             load.join(60)
         achieved = load.sent / max(time.perf_counter() - started + 5.0, 1e-9)
         lag = run.total("pulse_ingest_lag_records")
+        stages = stage_quantiles(port, "pulse_stage_seconds", "stage")
     metrics_ms = [(at_metrics[i] - sent[i]) * 1000 for i in range(min(len(at_metrics),
                                                                        len(sent)))]
     postgres_ms = [(at_postgres[u] - sent[i]) * 1000 for i, u in enumerate(users)
@@ -413,4 +417,16 @@ def run_latency(svc: ServiceAddresses, stream: Stream, partitions: int, work: Pa
                               percentile(values, 0.99) if values else None, "ms",
                               note=note if label.endswith("metrics") else
                               "user_profiles row of a new user (sink flush 1 s)"))
+    # Where the time goes: the worker's own stage histogram over the whole run (warm-up too).
+    for stage, what in (("ingest_wait", "a record's broker timestamp → read by the ingest "
+                         "stage, per record"),
+                        ("events_wait", "an events-topic batch's timestamp → taken by the "
+                         "activity agent, per batch"),
+                        ("apply", "the activity agent's work on one batch")):
+        buckets = stages.get(stage, {})
+        p50, p99 = bucket_quantile(buckets, 0.5), bucket_quantile(buckets, 0.99)
+        figures.append(Figure(
+            "latency", f"stage {stage} p99", None if p99 is None else p99 * 1000, "ms",
+            note=f"{what}; p50 {'—' if p50 is None else f'{p50 * 1000:.0f}'} ms; "
+                 "pulse_stage_seconds, estimated within its buckets as histogram_quantile"))
     return figures

@@ -50,6 +50,8 @@ def observe_all(histogram: Histogram, amounts: Sequence[float]) -> None:
 LAG_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 3600, 86400, 604800)
 # Around the 60 s crisis SLA (seed 000): fine below it, coarse above.
 CRISIS_BUCKETS = (5, 10, 20, 30, 45, 60, 90, 120, 300, 600)
+# Stages of the path publish → applied, for a latency budget of a few hundred milliseconds.
+STAGE_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1, 2.5, 5, 10, 60)
 FLUSH_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
 # HTTP gateway request latency: the target is p99 ≤ 50 ms.
 REQUEST_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.03, 0.05, 0.075, 0.1, 0.25, 0.5, 1, 2.5,
@@ -105,6 +107,14 @@ class Metrics:
         self.event_lag = Histogram(
             "pulse_event_lag_seconds", "Event time to processing time, for live events",
             buckets=LAG_BUCKETS, registry=r)
+        # Where the time from publish to applied goes (issue 6, latency): `ingest_wait` is a
+        # record's broker timestamp to the ingest stage reading it (per record), `events_wait`
+        # an events-topic batch's timestamp to the activity agent taking it, `apply` the
+        # agent's work on one batch (both per batch).
+        self.stage_seconds = Histogram(
+            "pulse_stage_seconds", "Time events spend in each stage between publish and "
+            "applied: ingest_wait, events_wait, apply", ["stage"], buckets=STAGE_BUCKETS,
+            registry=r)
         self.sink_flush_seconds = Histogram(
             "pulse_sink_flush_seconds", "Time to write one batch", ["sink"],
             buckets=FLUSH_BUCKETS, registry=r)

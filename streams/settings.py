@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     sweep_share: float = Field(
         0.3, gt=0.0, le=1.0, description="most of the worker's event loop a periodic sweep "
         "(profiles, triggers, lifecycle) takes while it walks every user; events get the rest")
+    catch_up_share: float = Field(
+        0.5, gt=0.0, le=1.0, description="most of the worker's event loop the catch-up after a "
+        "rebuild takes (streak and funnel rows queued again, profiles and triggers evaluated) "
+        "while events are applied beside it")
     clock_file: Path | None = Field(
         None, description="tests and replays only: a file holding an ISO-8601 instant that "
         "trigger evaluation takes as now instead of the wall clock (re-read when it changes)")

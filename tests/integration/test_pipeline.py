@@ -153,6 +153,11 @@ def test_generated_history_gives_exact_daily_metrics(pulse_env: PulseEnv, tmp_pa
     assert worker.total("pulse_events_valid_total") == len(events) - duplicates
     assert worker.total("pulse_events_duplicate_total") == duplicates
     assert worker.total("pulse_events_rejected_total") == 0
+    # The stage histograms saw every ingest record (one event each) and every events-topic
+    # batch that was taken, once applied.
+    assert worker.total("pulse_stage_seconds_count", stage="ingest_wait") == len(events)
+    batches = worker.total("pulse_stage_seconds_count", stage="events_wait")
+    assert 0 < batches == worker.total("pulse_stage_seconds_count", stage="apply")
     # The live gauge of the current day equals the PostgreSQL row of today.
     rows = pulse_env.rows()
     for app, day in today().items():
