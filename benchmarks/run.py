@@ -65,13 +65,14 @@ class Sizes:
     recovery_users: int
     peer_timeout: float
     round_trips: int = 50
+    pulse_rounds: int = 3  # 1- and 2-worker runs, alternated; their medians are reported
 
     @staticmethod
     def for_run(quick: bool) -> Sizes:
         if quick:
             return Sizes(users=60, days=14, partitions=4, latency_markers=30,
                          memory_users=(10_000,), sink_rows=5_000, recovery_users=10_000,
-                         peer_timeout=120, round_trips=15)
+                         peer_timeout=120, round_trips=15, pulse_rounds=1)
         # 1M users' recovery took over 5 min on a 2-core VM: run it with --recovery-users.
         return Sizes(users=400, days=30, partitions=4, latency_markers=200,
                      memory_users=(100_000, 1_000_000), sink_rows=50_000,
@@ -112,7 +113,7 @@ def section_pulse(ctx: Context) -> list[Figure]:
     from benchmarks import pulse_bench
 
     figures = pulse_bench.run_throughput(ctx.svc, ctx.stream, ctx.sizes.partitions, ctx.work,
-                                         profile=ctx.profile)
+                                         profile=ctx.profile, rounds=ctx.sizes.pulse_rounds)
     if ctx.profile is not None and ctx.profile.exists():
         from benchmarks import profile
 
