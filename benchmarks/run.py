@@ -89,6 +89,7 @@ class Context:
     publish_rate: float
     figures: list[Figure]
     profile: Path | None = None  # py-spy raw output of an extra, profiled 1-worker run
+    latency_rate: float | None = None  # --latency-rate: events/s, instead of 50% of max
 
     def measured(self, name_prefix: str) -> float | None:
         for figure in self.figures:
@@ -125,7 +126,7 @@ def section_pulse(ctx: Context) -> list[Figure]:
 def section_latency(ctx: Context) -> list[Figure]:
     from benchmarks import pulse_bench
 
-    rate = ctx.measured("Pulse, 1 worker")
+    rate = 2 * ctx.latency_rate if ctx.latency_rate else ctx.measured("Pulse, 1 worker")
     return pulse_bench.run_latency(ctx.svc, ctx.stream, ctx.sizes.partitions, ctx.work,
                                    max_rate=rate, markers=ctx.sizes.latency_markers)
 
@@ -192,6 +193,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--days", type=int, help="override: days of generated history")
     parser.add_argument("--recovery-users", type=int, help="override: users to restore")
     parser.add_argument("--memory-users", help="override: comma-separated user counts")
+    parser.add_argument("--latency-rate", type=float,
+                        help="override: the latency section's open-loop events/s (default: "
+                             "50%% of the 1-worker figure of this run)")
     parser.add_argument("--profile", action="store_true",
                         help="also run one worker under py-spy and list where its time goes")
     parser.add_argument("--keep", type=Path, default=None,
@@ -221,7 +225,8 @@ def main(argv: list[str] | None = None) -> int:
                           f"{stream.users} users × {stream.days} days")
         with EmbeddedServices(work / ".pulse") as svc:
             ctx = Context(svc, stream, sizes, work, "bench.ingest", 0.0, figures,
-                          work / "pulse-worker.pyspy.txt" if args.profile else None)
+                          work / "pulse-worker.pyspy.txt" if args.profile else None,
+                          args.latency_rate)
             if needs_stream:
                 create_topics(svc.kafka_bootstrap,
                               {ctx.ingest_topic: (sizes.partitions, DELETE_CONFIGS)})
