@@ -604,6 +604,15 @@ def pipeline() -> dict[str, Any]:
                            instant=True), "format": "table"}], w=8, options=TABLE_OPTIONS,
                   extra={"transformations": [{"id": "organize", "options": {
                       "excludeByName": {"Time": True}}}]}),
+            series("Time by stage", "Where an event's time goes between publish and applied "
+                   "(p99 and p50 by stage): ingest_wait, a record waiting to be read "
+                   "by the ingest stage; events_wait, a validated batch waiting for the "
+                   "per-user stage; apply, that stage's work on one batch.",
+                   prom("histogram_quantile(0.99, sum by (stage, le) (rate("
+                        f"pulse_stage_seconds_bucket{rate})))", "{{stage}} p99"),
+                   prom("histogram_quantile(0.5, sum by (stage, le) (rate("
+                        f"pulse_stage_seconds_bucket{rate})))", "{{stage}} p50"),
+                   unit="s", w=24),
             Row("Rejections"),
             series("Rejections by reason", "Events sent to the dead-letter topic per second.",
                    prom(f"sum by (reason) (rate(pulse_events_rejected_total{{{app}}}{rate}))",
