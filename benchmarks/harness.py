@@ -102,30 +102,30 @@ def create_database(svc: ServiceAddresses, name: str) -> str:
     return f"{base}/{name}"
 
 
-def scrape(port: int, *names: str) -> dict[str, float]:
-    """Every sample of a /metrics page summed over its labels, by sample name. With `names`,
-    only those samples are asked for (`name[]`): a whole page costs the worker tens of
-    milliseconds of its CPU, which a benchmark polling every 50 ms would count as Pulse's."""
+def _page(port: int, names: tuple[str, ...]) -> str:
+    """A worker's /metrics page. With `names`, only those samples are asked for (`name[]`): a
+    whole page costs the worker tens of milliseconds of its CPU, which a benchmark polling
+    every 50 ms would count as Pulse's."""
     query = "&".join(f"name[]={name}" for name in names)
     url = f"http://127.0.0.1:{port}/metrics" + (f"?{query}" if query else "")
     with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+        return response.read().decode()
+
+
+def scrape(port: int, *names: str) -> dict[str, float]:
+    """Every sample of a /metrics page (or of the `names` asked for) summed over its labels,
+    by sample name."""
     totals: dict[str, float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(_page(port, names)):
         for sample in family.samples:
             totals[sample.name] = totals.get(sample.name, 0.0) + sample.value
     return totals
 
 
 def scrape_labelled(port: int, name: str) -> dict[tuple[tuple[str, str], ...], float]:
-    """The samples of one metric by their label set. Only that metric is asked for
-    (`name[]`): a full page costs the worker tens of milliseconds, and the latency section
-    polls every 50 ms."""
-    url = f"http://127.0.0.1:{port}/metrics?name[]={name}"
-    with urllib.request.urlopen(url, timeout=5) as response:
-        text = response.read().decode()
+    """The samples of one metric by their label set (only that metric is asked for)."""
     out: dict[tuple[tuple[str, str], ...], float] = {}
-    for family in text_string_to_metric_families(text):
+    for family in text_string_to_metric_families(_page(port, (name,))):
         for sample in family.samples:
             if sample.name == name:
                 out[tuple(sorted(sample.labels.items()))] = sample.value
