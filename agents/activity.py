@@ -432,10 +432,13 @@ def register(p: Pipeline) -> None:
         A newer rebalance ends it: its own rebuild starts another."""
         started = time.monotonic()
         now = utc_now().timestamp()
-        share = p.settings.catch_up_share
+        triggers_now = triggers.clock.now()  # tests may set the triggers' clock
+        pending: Counter[tuple[str, str]] = Counter()
         try:
-            async for key, _, raw in owned_users(p.users.data, owned, partition_of,
-                                                 share=share):
+            # One walk and one decode per user for all of it; the trigger evaluation comes
+            # last, as it may change the state (and then writes it back, in the same turn).
+            async for key, part, raw in owned_users(p.users.data, owned, partition_of,
+                                                    share=p.settings.catch_up_share):
                 if generation != rebuilds["started"]:
                     return
                 app, user_id = split_user_key(key)
@@ -445,10 +448,11 @@ def register(p: Pipeline) -> None:
                 streaks.republish(app, user_id, state)
                 republish_funnels(app, user_id, state)
                 profiles.reevaluate(app, user_id, state, now)
+                triggers.evaluate_stored(key, part, app, user_id, state, triggers_now, pending)
             if generation != rebuilds["started"]:
                 return
             profiles.set_gauges(owned, partition_of)
-            await triggers.sweep(owned, partition_of, share)
+            triggers.set_pending(pending)
         except Exception:  # the periodic sweeps and later events repeat this work
             log.exception("catch-up after the rebuild failed")
             return

@@ -151,14 +151,18 @@ class TriggerKeeper:
                                                 share=share):
             app, user_id = split_user_key(key)
             if app in self.apps:
-                written += self._evaluate_stored(key, part, app, user_id, raw, now, pending)
-        self._set_pending(pending)
+                written += self.evaluate_stored(key, part, app, user_id, decode_state(raw), now,
+                                                pending)
+        self.set_pending(pending)
         return written
 
-    def _evaluate_stored(self, key: bytes, part: int, app: str, user_id: str, raw: bytes,
-                         now: float, pending: Counter[tuple[str, str]]) -> int:
-        """Evaluate one stored state; write it back when it changed. 1 when written."""
-        state = decode_state(raw)
+    def evaluate_stored(self, key: bytes, part: int, app: str, user_id: str, state: UserState,
+                        now: float, pending: Counter[tuple[str, str]]) -> int:
+        """Evaluate one stored state, just decoded (no await since), as a sweep does; write it
+        back when it changed, and count its pending triggers in `pending` (`set_pending` after
+        the walk). 1 when written."""
+        if app not in self.apps:
+            return 0
         try:
             changed = self.evaluate(app, user_id, state, now)
         except Exception:  # one bad state must not stop the sweep of the others
@@ -173,7 +177,7 @@ class TriggerKeeper:
         self.p.users.send_changelog(part, key, value)
         return 1
 
-    def _set_pending(self, pending: Counter[tuple[str, str]]) -> None:
+    def set_pending(self, pending: Counter[tuple[str, str]]) -> None:
         for app in self.apps:
             for kind in TYPES:
                 self.p.metrics.triggers_pending.labels(app, kind).set(pending[(app, kind)])
