@@ -40,6 +40,10 @@ class ProfileInputs(msgspec.Struct, array_like=True):
     # Goal events per local day of the plan's 30-day journey (tables.journey); absent in
     # states written before it.
     journey: dict[int, list[int]] | None = None
+    # First-week events that arrived before the user's registration did (a late first
+    # session): local day → [AI events, streak broken 0/1]. Folded into the two counts above
+    # once the registration day is known, so the arrival order does not change them.
+    unregistered: dict[int, list[int]] | None = None
 
 
 @dataclass(frozen=True)
@@ -75,14 +79,28 @@ def observe(inputs: ProfileInputs | None, cfg: ProfileConfig, event: str, ts: fl
     inputs = inputs or ProfileInputs()
     if activity:
         inputs.last_active_ts = max(inputs.last_active_ts, ts)
-    first_week = reg_day is not None and day <= reg_day + 7
     if event == cfg.feature_event and props and props.get(cfg.feature_property) is not None:
         feature = str(props[cfg.feature_property])
         inputs.features[feature] = max(inputs.features.get(feature, day), day)
-    if cfg.ai_event is not None and event == cfg.ai_event and first_week:
-        inputs.ai_first_week += 1
-    if cfg.streak_broken_event is not None and event == cfg.streak_broken_event and first_week:
-        inputs.streak_broken_first_week = True
+    ai = cfg.ai_event is not None and event == cfg.ai_event
+    broken = cfg.streak_broken_event is not None and event == cfg.streak_broken_event
+    if reg_day is None:
+        if ai or broken:  # whether it is in the first week is known once the user registers
+            if inputs.unregistered is None:
+                inputs.unregistered = {}
+            held = inputs.unregistered.setdefault(day, [0, 0])
+            held[0] += ai
+            held[1] |= broken
+        return inputs
+    if inputs.unregistered:
+        for held_day, (ai_count, was_broken) in inputs.unregistered.items():
+            if held_day <= reg_day + 7:
+                inputs.ai_first_week += ai_count
+                inputs.streak_broken_first_week |= bool(was_broken)
+        inputs.unregistered = None
+    if day <= reg_day + 7:
+        inputs.ai_first_week += ai
+        inputs.streak_broken_first_week |= broken
     return inputs
 
 

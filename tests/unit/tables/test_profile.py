@@ -95,3 +95,38 @@ def test_evaluate_reads_the_trial_and_journey_at_the_instant() -> None:
     bare = evaluate(active, T - 10, inputs, CFG, NOW, T)
     assert (bare.is_trial, bare.current_milestone, bare.completed_milestones,
             bare.next_milestone, bare.completion_rate) == (False, None, [], None, 0.0)
+
+
+def first_week_inputs(arrivals: list[tuple[str, int, bool]], reg: int) -> ProfileInputs:
+    """The inputs after `arrivals` (event, day, registered already) in that order; an event
+    arriving before the registration sees no registration day."""
+    inputs = None
+    for event, day, registered in arrivals:
+        inputs = observe(inputs, CFG, event, day * 86400.0, day, reg if registered else None,
+                         event == "session_start", None)
+    assert inputs is not None
+    return inputs
+
+
+def test_first_week_events_before_a_late_registration_still_count() -> None:
+    # Seed 001 case found by test_profiles: the first session arrived late, after the AI
+    # messages and the broken streak of the same day; the churn factors must not depend on it.
+    reg = T - 3
+    on_time = first_week_inputs([("session_start", reg, True), ("ai_coach_message", reg, True),
+                                 ("ai_coach_message", reg + 1, True),
+                                 ("streak_broken", reg, True)], reg)
+    late = first_week_inputs([("ai_coach_message", reg, False),
+                              ("ai_coach_message", reg + 1, False),
+                              ("streak_broken", reg, False), ("session_start", reg, True)], reg)
+    assert (late.ai_first_week, late.streak_broken_first_week) == (2, True)
+    assert (on_time.ai_first_week, on_time.streak_broken_first_week) == (2, True)
+    assert late.unregistered is None
+
+
+def test_events_held_for_a_late_registration_outside_the_first_week_do_not_count() -> None:
+    reg = T - 20
+    late = first_week_inputs([("ai_coach_message", reg + 8, False),
+                              ("streak_broken", reg + 9, False),
+                              ("ai_coach_message", reg + 7, False),
+                              ("session_start", reg, True)], reg)
+    assert (late.ai_first_week, late.streak_broken_first_week) == (1, False)
