@@ -195,7 +195,7 @@ def bucket_quantile(buckets: dict[float, float], q: float) -> float | None:
     return lower
 
 
-def stage_quantiles(port: int, name: str, label: str) -> dict[str, dict[float, float]]:
+def histogram_buckets(port: int, name: str, label: str) -> dict[str, dict[float, float]]:
     """{label value: {le: cumulative count}} of a labelled histogram on a worker's /metrics."""
     out: dict[str, dict[float, float]] = {}
     for labels, value in scrape_labelled(port, f"{name}_bucket").items():

@@ -34,11 +34,11 @@ from benchmarks.harness import (
     Stream,
     bucket_quantile,
     create_database,
+    histogram_buckets,
     percentile,
     python,
     scrape,
     scrape_labelled,
-    stage_quantiles,
     stop_process,
     wait_for,
 )
@@ -394,7 +394,7 @@ def run_latency(svc: ServiceAddresses, stream: Stream, partitions: int, work: Pa
         try:
             time.sleep(5.0)  # reach the steady state first
             # The stage histograms from here on: the warm-up's start-up backlog aside.
-            warm = stage_quantiles(port, "pulse_stage_seconds", "stage")
+            warm = histogram_buckets(port, "pulse_stage_seconds", "stage")
             for poller in pollers:
                 poller.start()
             started = time.perf_counter()
@@ -420,7 +420,7 @@ def run_latency(svc: ServiceAddresses, stream: Stream, partitions: int, work: Pa
         lag = run.total("pulse_ingest_lag_records")
         stages = {stage: {le: count - warm.get(stage, {}).get(le, 0.0)
                           for le, count in buckets.items()}
-                  for stage, buckets in stage_quantiles(port, "pulse_stage_seconds",
+                  for stage, buckets in histogram_buckets(port, "pulse_stage_seconds",
                                                         "stage").items()}
     metrics_ms = [(at_metrics[i] - sent[i]) * 1000 for i in range(min(len(at_metrics),
                                                                        len(sent)))]
