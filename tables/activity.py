@@ -26,6 +26,7 @@ from tables.funnels import FunnelConfig, FunnelState
 from tables.funnels import apply_event as funnel_event
 from tables.funnels import contribution as funnel_contribution
 from tables.funnels import reached as funnel_reached
+from tables.funnels import shares as funnel_shares
 from tables.groups import GroupConfig, Move, record_move
 from tables.groups import contribution as group_contribution
 from tables.monthly import MonthCounts
@@ -493,17 +494,25 @@ def contribution(state: UserState, history_days: int = 128) -> dict[tuple[int, i
 def counter_contribution(state: UserState,
                          cfg: StateConfig | None = None) -> dict[tuple[str, int], int]:
     """The user's share of the daily counters and funnel counts, (key, day) → millionths."""
-    out = {(key, day): amount for day, counts in (state.counters or {}).items()
-           for key, amount in counts.items()}
+    return dict(counter_shares(state, cfg))
+
+
+def counter_shares(state: UserState,
+                   cfg: StateConfig | None = None) -> Iterator[tuple[tuple[str, int], int]]:
+    """`counter_contribution` as (key, day), millionths pairs, each key once (plan counters,
+    funnels, groups and breakdowns have keys of their own): the rebuild after recovery sums
+    them straight into a partition's totals, with no dict per user."""
+    for day, counts in (state.counters or {}).items():
+        for key, amount in counts.items():
+            yield (key, day), amount
     for name, funnel_state in (state.funnels or {}).items():
         funnel = cfg.funnels.get(name) if cfg else None
         if funnel is not None:
-            out.update(funnel_contribution(name, funnel, funnel_reached(funnel_state, funnel)))
+            yield from funnel_shares(name, funnel, funnel_reached(funnel_state, funnel))
     if state.groups:
-        out.update(group_contribution(state.groups, active_days(state)))
+        yield from group_contribution(state.groups, active_days(state)).items()
     if cfg is not None and cfg.breakdowns:
         measures = cohort_measures(state)
         if measures is not None:
-            out.update(breakdown_share(state.reg_day, measures, cfg.breakdowns,
-                                       state.breakdowns))
-    return out
+            yield from breakdown_share(state.reg_day, measures, cfg.breakdowns,
+                                       state.breakdowns).items()

@@ -27,7 +27,7 @@ from tables.activity import (
     WINDOWS,
     StateConfig,
     UserState,
-    counter_contribution,
+    counter_shares,
     is_active,
 )
 from tables.aggregates import DayAggregates
@@ -123,7 +123,7 @@ class DayTotals:
         if state.counters or state.funnels or state.groups or (
                 cfg is not None and cfg.breakdowns):  # as DayAggregates.rebuild
             mine = self.counters.setdefault(app, {})
-            for where, amount in counter_contribution(state, cfg).items():
+            for where, amount in counter_shares(state, cfg):
                 mine[where] = mine.get(where, 0) + amount
 
     def into(self, agg: DayAggregates) -> None:

@@ -222,3 +222,49 @@ def test_apply_event_with_active_days_equals_the_definition(
                                                         activity)
         assert (fast_before, fast_after) == (slow_before, slow_after)
         assert fast.seen == slow.seen
+
+
+def reference_reached(state: FunnelState, cfg: FunnelConfig) -> list[tuple[float, int]]:
+    """`reached` as the module docstring states it, written for reading, not speed."""
+    out: list[tuple[float, int]] = []
+    for k, step in enumerate(cfg.steps):
+        floor = (out[-1][0] if cfg.ordered else out[0][0]) if out else float("-inf")
+        limit = (out[0][0] + step.within_days * DAY if out and step.within_days is not None
+                 else float("inf"))
+        if step.active_day is not None:
+            if not out:
+                break
+            day = out[0][1] + step.active_day
+            firsts = [o for o in state.seen[k] if o[1] == day][:1]
+            if not firsts or (cfg.ordered and out[-1][1] > day) or max(firsts[0][0], floor) > limit:
+                break
+            out.append((max(firsts[0][0], floor), day))
+            continue
+        hits = [o for o in state.seen[k] if floor <= o[0] <= limit]
+        if not hits:
+            break
+        out.append(hits[0])
+    return out
+
+
+_occurrences = st.lists(st.tuples(st.integers(0, 20).map(lambda d: d * DAY / 2),
+                                  st.integers(0, 12)), max_size=5).map(sorted)
+
+
+@settings(max_examples=400, deadline=None)
+@given(ordered=st.booleans(), within=st.sampled_from([None, 1.0, 3.0]),
+       active=st.sampled_from([None, 0, 1, 2]),
+       seen=st.lists(_occurrences, min_size=4, max_size=4))
+def test_reached_matches_its_definition(ordered: bool, within: float | None, active: int | None,
+                                        seen: list[list[tuple[float, int]]]) -> None:
+    cfg = FunnelConfig(ordered=ordered, steps=[
+        FunnelStep("a"), FunnelStep("b", within_days=within), FunnelStep(active_day=active)
+        if active is not None else FunnelStep("c"), FunnelStep("d", within_days=within)])
+    state = FunnelState(seen)
+    steps = reached(state, cfg)
+    assert steps == reference_reached(state, cfg)
+    assert contribution("f", cfg, steps) == {
+        **{(f"funnel:f:cohort\x1f{k}:{cfg.steps[k].label}", steps[0][1]): 1_000_000
+           for k in range(len(steps))},
+        **{(f"funnel:f:daily\x1f{k}:{cfg.steps[k].label}", day): 1_000_000
+           for k, (_, day) in enumerate(steps)}}
