@@ -26,6 +26,7 @@ from agents.forget import Forgetter
 from agents.monthly import MonthlyKeeper
 from agents.profiles import ProfileKeeper
 from agents.safety import SafetyDesk
+from agents.snapshots import SnapshotKeeper
 from agents.streaks import StreakKeeper
 from agents.triggers import TriggerKeeper
 from agents.yielding import Turns, owned_users, pause_collector, resume_collector
@@ -42,6 +43,7 @@ from tables.day_totals import DayTotals
 from tables.funnels import reached as funnel_reached
 from tables.residuals import decode_residual, forget_token, split_residual_key
 from tables.sessions import closed_length, newest_session
+from tables.snapshot import Digests, has_crisis, restore_days, restore_revenue
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -60,6 +62,7 @@ def register(p: Pipeline) -> None:
     triggers = TriggerKeeper(p)
     residual_changelog = changelog_topic(p.settings, "residuals")
     business = BusinessKeeper(p)  # revenue and derived user properties (issue 9)
+    snapshots = SnapshotKeeper(p, business.aggregates)  # aggregates kept across restarts
     BusinessGauges(p)  # funnel-week and crisis-review gauges, on their own timer
     experiments = ExperimentKeeper(p)
     forgetter = Forgetter(p, profiles, triggers, business, experiments)
@@ -259,9 +262,11 @@ def register(p: Pipeline) -> None:
             apply_time.observe(time.time() - taken)
 
     async def complete_recovery(owned: set[int], table: Any, name: str,
-                                partition_of_key: Callable[[bytes], int]) -> int:
+                                partition_of_key: Callable[[bytes], int],
+                                digests: Digests | None = None) -> int:
         """Fill the table's store from its changelog: Faust replays nothing (BulkRecoveredTable)
-        and its recovery used to stop short anyway (see streams.changelog)."""
+        and its recovery used to stop short anyway (see streams.changelog). `digests`: of the
+        contents read, per partition, for the aggregate snapshots (agents.snapshots)."""
         latest = await read_latest(p.connections.kafka_bootstrap,
                                    changelog_topic(p.settings, name), owned)
         store = table.data
@@ -275,6 +280,8 @@ def register(p: Pipeline) -> None:
                 store.pop(key, None)
         for key, value in latest.items():
             await turns.maybe()
+            if digests is not None:
+                digests.add(partition_of_key(key), key, value)
             if value is None:
                 if store.get(key) is not None:
                     del store[key]
@@ -316,6 +323,7 @@ def register(p: Pipeline) -> None:
         started = time.monotonic()
         left = await drain_all(p.sinks, p.settings.sink_drain_seconds)
         took = time.monotonic() - started
+        await save_snapshots()
         metrics.handover_drain.observe(took)
         metrics.handover_rows_left.inc(left)
         if left:
@@ -338,6 +346,17 @@ def register(p: Pipeline) -> None:
         left = await drain_all(p.sinks, p.settings.sink_drain_seconds)
         if left:
             log.warning("stopping with %d sink rows unwritten (a destination down?)", left)
+        await save_snapshots()
+
+    async def save_snapshots() -> None:
+        """The next owner of these partitions (this worker again, after a restart) skips their
+        rebuild if their changelog contents stay as they are now (agents.snapshots)."""
+        if rebuilds["running"]:
+            return  # half-built aggregates: nothing to keep
+        try:
+            await snapshots.save(partition_of)
+        except Exception:  # a snapshot only saves time: the next owner rebuilds
+            log.exception("aggregate snapshots failed")
 
     @p.users.on_recover
     async def rebuild_aggregates() -> None:
@@ -360,12 +379,20 @@ def register(p: Pipeline) -> None:
                              p.settings.sink_batch_rows)
 
     async def rebuild(generation: int) -> None:
+        snapshots.whole.clear()  # until the swap below: nothing here is whole yet
         owned = p.owned_partitions()
-        repaired = await complete_recovery(owned, p.users, "users", partition_of)
+        saved = await snapshots.load(owned)
+        user_digests, residual_digests = Digests(), Digests()
+        repaired = await complete_recovery(owned, p.users, "users", partition_of,
+                                           user_digests if saved else None)
         repaired += await complete_recovery(owned, p.residuals, "residuals",
-                                            lambda rkey: split_residual_key(rkey)[1])
+                                            lambda rkey: split_residual_key(rkey)[1],
+                                            residual_digests if saved else None)
+        # Partitions with the very contents of their snapshot take its aggregates; the others
+        # are summed from their states.
+        restored = snapshots.usable(saved, user_digests, residual_digests)
         history = p.settings.history_days
-        totals = {part: DayTotals(history) for part in owned}
+        totals = {part: DayTotals(history) for part in owned - restored}
         # Only the states that these keepers read are held, not the million others.
         revenue_states: dict[int, list[tuple[str, UserState]]] = {part: [] for part in owned}
         experiment_states: dict[int, list[tuple[str, UserState]]] = {part: [] for part in owned}
@@ -373,8 +400,12 @@ def register(p: Pipeline) -> None:
         users = 0
         async for key, part, raw in owned_users(p.users.data, owned, partition_of):
             app, _ = split_user_key(key)
-            state = decode_state(raw)
             users += 1
+            if part in restored:
+                if has_crisis(raw):  # the safety desk's timers come from the states
+                    crisis_keys.append((key, part, app))
+                continue
+            state = decode_state(raw)
             totals[part].add(app, state, p.state_configs.get(app))
             if state.revenue is not None:
                 revenue_states[part].append((app, state))
@@ -387,14 +418,17 @@ def register(p: Pipeline) -> None:
             return
         # The swap, in one turn: no await from here until the sweeps.
         p.aggregates.clear()
+        for part in restored:
+            restore_days(saved[part], aggregates_for(part))
         for part, part_totals in totals.items():
             part_totals.into(aggregates_for(part))
-        for rkey, raw in p.residuals.data.items():
-            app, part = split_residual_key(rkey)
-            if part in owned and raw:  # forgotten users keep their share of the aggregates
-                residual = decode_residual(raw)
-                aggregates_for(part).add(app, residual.day_deltas())
-                aggregates_for(part).add_counters(app, residual.counter_deltas())
+        residuals = [(app, part, decode_residual(raw))
+                     for rkey, raw in p.residuals.data.items() if raw
+                     for app, part in [split_residual_key(rkey)]
+                     if part in owned and part not in restored]
+        for app, part, residual in residuals:  # forgotten users keep their share
+            aggregates_for(part).add(app, residual.day_deltas())
+            aggregates_for(part).add_counters(app, residual.counter_deltas())
         experiments.rebuild(experiment_states, aggregates_for)
         # Crisis timers from the states as they are now (the safety timer ran during the walk).
         crisis_states = []
@@ -404,15 +438,17 @@ def register(p: Pipeline) -> None:
                 crisis_states.append((key, part, app, decode_state(raw)))
         desk.rebuild(crisis_states, utc_now().timestamp())
         business.rebuild(revenue_states)
-        for rkey, raw in p.residuals.data.items():
-            app, part = split_residual_key(rkey)
-            if part in owned and raw:  # forgotten users keep their share of revenue too
-                business.aggregates_for(part).add(app, decode_residual(raw).revenue_deltas())
+        for part in restored:
+            restore_revenue(saved[part], business.aggregates_for(part))
+        for app, part, residual in residuals:  # forgotten users keep their share of revenue too
+            business.aggregates_for(part).add(app, residual.revenue_deltas())
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
+        snapshots.whole = set(owned)
         metrics.partitions_owned.set(len(owned))
         log.info("rebuilt day aggregates for partitions %s from %d users (%d states repaired "
-                 "beyond Faust's recovery)", sorted(owned), users, repaired)
+                 "beyond Faust's recovery; partitions %s from their snapshots)", sorted(owned),
+                 users, repaired, sorted(restored))
         # The per-user work that no event needs waits no longer than the aggregates: it runs
         # once the streams resume (they resume when this callback returns).
         task = asyncio.get_running_loop().create_task(catch_up(owned, generation))

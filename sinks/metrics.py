@@ -148,6 +148,11 @@ class Metrics:
         self.recovery_repaired = Counter(
             "pulse_recovery_repaired_states", "States the table's own recovery missed and Pulse "
             "restored from the changelog's true end", registry=r)
+        self.aggregate_snapshots = Counter(
+            "pulse_aggregate_snapshots", "Partition aggregate snapshots (tables.snapshot), by "
+            "outcome: taken at stop or handover; at recovery used, stale (contents or rules "
+            "changed: rebuilt), absent, or failed (PostgreSQL unreachable: rebuilt)",
+            ["outcome"], registry=r)
         self.last_event_timestamp = Gauge(
             "pulse_last_event_timestamp_seconds", "Processing time of the last applied event "
             "(unix seconds): a stalled pipeline stops moving it", registry=r)

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
         0.5, gt=0.0, le=1.0, description="most of the worker's event loop the catch-up after a "
         "rebuild takes (streak and funnel rows queued again, profiles and triggers evaluated) "
         "while events are applied beside it")
+    aggregate_snapshots: bool = Field(
+        True, description="keep each partition's aggregates in PostgreSQL when the worker stops "
+        "or hands partitions over; the next owner skips the per-user rebuild of a partition "
+        "whose changelog contents are unchanged (tables.snapshot)")
     clock_file: Path | None = Field(
         None, description="tests and replays only: a file holding an ISO-8601 instant that "
         "trigger evaluation takes as now instead of the wall clock (re-read when it changes)")
