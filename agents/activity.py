@@ -324,6 +324,9 @@ def register(p: Pipeline) -> None:
         left = await drain_all(p.sinks, p.settings.sink_drain_seconds)
         took = time.monotonic() - started
         await save_snapshots()
+        # Until the next rebuild's swap nothing is whole: Faust may restore the store meanwhile
+        # (its own replay when the end offsets cannot be read) while the aggregates stay old.
+        snapshots.whole.clear()
         metrics.handover_drain.observe(took)
         metrics.handover_rows_left.inc(left)
         if left:

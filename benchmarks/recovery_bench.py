@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from confluent_kafka import Producer
@@ -121,6 +122,7 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
     stall: float | None = None
     caught_up: float | None = None
     cpu: dict[int, float | None] = {}
+    clean: CleanRestart | None = None
     for n in (0, users):
         recovery = PulseRun(f"restore{n}", svc, partitions, work)  # type: ignore[arg-type]
         try:
@@ -137,6 +139,8 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
             stall = recovery.longest_stall
             caught_up = recovery.caught_up
             cpu[n] = recovery.cpu_seconds
+            if n:
+                clean = restart_after_clean_stop(recovery, n, timeout)
         finally:
             recovery.stop()
     empty, _ = timings[0]
@@ -146,8 +150,9 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
         Figure("recovery", f"recovery time, {users:,} users", restore, "s",
                note=f"worker start to all users tracked {full:.1f} s, minus {empty:.1f} s for "
                     "the same start with an empty changelog; /metrics did not answer for up "
-                    f"to {silence:.0f} s meanwhile (5 s scrape timeout)"),
-        Figure("recovery", RECOVERY_RATE, users / restore, "records/s",
+                    f"to {silence:.0f} s meanwhile (5 s scrape timeout). No snapshot: a "
+                    "worker killed, or the first start, rebuilds every user"),
+        Figure("recovery", f"{RECOVERY_RATE}, rebuild", users / restore, "records/s",
                note=f"{users:,} states of {mean_bytes:.0f} B mean; {partitions} partitions; "
                     f"written in {produce_seconds:.1f} s "
                     f"({users / max(produce_seconds, 1e-9):,.0f} records/s)"),
@@ -166,4 +171,45 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
                None if stall is None else stall * 1000, "ms",
                note="pulse_event_loop_stall_max_seconds of the restoring worker (a 20 ms tick's "
                     "delay, agents.loop_probe) from its start to the catch-up's end"),
+        *(clean_restart_figures(clean, users, empty, partitions) if clean else []),
+    ]
+
+
+@dataclass
+class CleanRestart:
+    stop_seconds: float  # SIGTERM to exit: sinks drained, snapshots taken
+    start_seconds: float  # the next start to all users tracked
+    snapshots_used: float | None  # partitions restored from their snapshot
+    caught_up: float | None
+    stall: float | None
+
+
+def restart_after_clean_stop(run: PulseRun, users: int, timeout: float) -> CleanRestart:
+    """Stop the restored worker as a deploy does (SIGTERM: it keeps aggregate snapshots,
+    agents.snapshots), start it again and time the restore of the same users."""
+    stopping = time.perf_counter()
+    run.stop()
+    stop_seconds = time.perf_counter() - stopping
+    run.procs.clear()
+    start_seconds = time_start(run, users, timeout)
+    used = scrape_labelled(run.ports()[0], "pulse_aggregate_snapshots_total").get(
+        (("outcome", "used"),))
+    return CleanRestart(stop_seconds, start_seconds, used, run.caught_up, run.longest_stall)
+
+
+def clean_restart_figures(clean: CleanRestart, users: int, empty: float,
+                          partitions: int) -> list[Figure]:
+    restore = max(clean.start_seconds - empty, 1e-9)
+    used = "?" if clean.snapshots_used is None else f"{clean.snapshots_used:.0f}"
+    return [
+        Figure("recovery", f"recovery time after a clean stop, {users:,} users", restore, "s",
+               note=f"the same worker stopped with SIGTERM ({clean.stop_seconds:.1f} s, "
+                    f"snapshots taken) and started again: {clean.start_seconds:.1f} s minus "
+                    f"{empty:.1f} s; {used} of {partitions} partitions from their snapshot"),
+        Figure("recovery", f"{RECOVERY_RATE}, after a clean stop", users / restore,
+               "records/s", note="a restart for a deploy or a rebalance: the changelog is read "
+               "and digested, the aggregates come from the snapshots (agents.snapshots)"),
+        Figure("recovery", "recovery catch-up after a clean stop", clean.caught_up, "s",
+               note=f"longest event-loop stall from the start to its end: "
+                    f"{'?' if clean.stall is None else f'{clean.stall * 1000:.0f} ms'}"),
     ]

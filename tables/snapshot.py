@@ -71,9 +71,12 @@ def fingerprint(files: Iterable[Path], settings: Iterable[object]) -> str:
 
 
 def code_files() -> list[Path]:
-    """The sources that compute per-user state and its share of the aggregates."""
-    here = Path(__file__).resolve().parent
-    return sorted(here.glob("*.py")) + sorted((here.parent / "streams").glob("plan*.py"))
+    """The sources that compute per-user state, its share of the aggregates and the rebuild
+    (the transitions here, the keepers in agents/, plan loading). Any change to them makes
+    every snapshot stale: one rebuild per release, never aggregates of other rules."""
+    root = Path(__file__).resolve().parent.parent
+    return [*sorted((root / "tables").glob("*.py")), *sorted((root / "agents").glob("*.py")),
+            *sorted((root / "streams").glob("plan*.py"))]
 
 
 class PartitionSnapshot(msgspec.Struct, array_like=True):
