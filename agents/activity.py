@@ -326,6 +326,7 @@ def register(p: Pipeline) -> None:
         await save_snapshots()
         # Until the next rebuild's swap nothing is whole: Faust may restore the store meanwhile
         # (its own replay when the end offsets cannot be read) while the aggregates stay old.
+        # The walks that write states wait for it too (save_snapshots halted them).
         snapshots.whole.clear()
         metrics.handover_drain.observe(took)
         metrics.handover_rows_left.inc(left)
@@ -354,8 +355,11 @@ def register(p: Pipeline) -> None:
     async def save_snapshots() -> None:
         """The next owner of these partitions (this worker again, after a restart) skips their
         rebuild if their changelog contents stay as they are now (agents.snapshots)."""
-        if rebuilds["running"]:
+        if rebuilds["running"] or not snapshots.enabled:
             return  # half-built aggregates: nothing to keep
+        # The state-writing walks stop at their next user; the events are stopped already
+        # (Faust stops the streams before a handover or a stop). Until the next rebuild.
+        p.walks_halted = True
         try:
             await snapshots.save(partition_of)
         except Exception:  # a snapshot only saves time: the next owner rebuilds
@@ -448,6 +452,7 @@ def register(p: Pipeline) -> None:
         for pending in [k for k in p.sink.pending if k[2] not in owned]:
             del p.sink.pending[pending]
         snapshots.whole = set(owned)
+        p.walks_halted = False
         metrics.partitions_owned.set(len(owned))
         log.info("rebuilt day aggregates for partitions %s from %d users (%d states repaired "
                  "beyond Faust's recovery; partitions %s from their snapshots)", sorted(owned),
@@ -478,8 +483,8 @@ def register(p: Pipeline) -> None:
             # last, as it may change the state (and then writes it back, in the same turn).
             async for key, part, raw in owned_users(p.users.data, owned, partition_of,
                                                     share=p.settings.catch_up_share):
-                if generation != rebuilds["started"]:
-                    return
+                if generation != rebuilds["started"] or p.walks_halted:
+                    return  # a newer rebuild catches up again; the periodic sweeps do too
                 app, user_id = split_user_key(key)
                 if app not in p.plans:
                     continue
@@ -556,8 +561,8 @@ def register(p: Pipeline) -> None:
         forgotten: list[tuple[int, bytes]] = []
         async for key, part, raw in owned_users(p.users.data, p.owned_partitions(),
                                                 partition_of, share=share):
-            if rebuilds["running"]:
-                break  # a rebalance began during the walk: its rebuild counts these users
+            if rebuilds["running"] or p.walks_halted:
+                break  # a rebalance or a stop began: the next sweep forgets these users
             app, user_id = split_user_key(key)
             if app not in p.plans:
                 continue

@@ -42,11 +42,14 @@ class SnapshotKeeper:
         self.enabled = p.settings.aggregate_snapshots and all(paths)
         self.fingerprint = fingerprint(
             [*code_files(), *(Path(path) for path in paths if path)],
-            [p.settings.history_days, p.settings.partitions, sorted(p.plans)])
+            [p.settings.history_days, p.settings.dedupe_days, p.settings.partitions,
+             sorted(p.plans)])
         # Partitions whose aggregates a finished rebuild made whole. A rebuild empties it first:
         # its recovery rewrites the store from the changelog before the aggregates catch up,
         # and a snapshot of that moment would pair new contents with old aggregates.
         self.whole: set[int] = set()
+        for outcome in ("taken", "used", "stale", "absent", "failed"):
+            p.metrics.aggregate_snapshots.labels(outcome)  # every series exists from the start
 
     async def save(self, partition_of: Callable[[bytes], int]) -> int:
         """Snapshot every whole partition; the number written (0 when PostgreSQL fails)."""

@@ -149,6 +149,8 @@ class TriggerKeeper:
         written = 0
         async for key, part, raw in owned_users(self.p.users.data, owned, partition_of,
                                                 share=share):
+            if self.p.walks_halted:
+                break  # a snapshot is being taken: the next sweep evaluates the rest
             app, user_id = split_user_key(key)
             if app in self.apps:
                 written += self.evaluate_stored(key, part, app, user_id, decode_state(raw), now,

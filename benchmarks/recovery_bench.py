@@ -179,7 +179,7 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
 class CleanRestart:
     stop_seconds: float  # SIGTERM to exit: sinks drained, snapshots taken
     start_seconds: float  # the next start to all users tracked
-    snapshots_used: float | None  # partitions restored from their snapshot
+    snapshots: dict[str, float]  # pulse_aggregate_snapshots_total of the restart, by outcome
     caught_up: float | None
     stall: float | None
 
@@ -192,20 +192,20 @@ def restart_after_clean_stop(run: PulseRun, users: int, timeout: float) -> Clean
     stop_seconds = time.perf_counter() - stopping
     run.procs.clear()
     start_seconds = time_start(run, users, timeout)
-    used = scrape_labelled(run.ports()[0], "pulse_aggregate_snapshots_total").get(
-        (("outcome", "used"),))
-    return CleanRestart(stop_seconds, start_seconds, used, run.caught_up, run.longest_stall)
+    outcomes = {dict(labels).get("outcome", "?"): value for labels, value in scrape_labelled(
+        run.ports()[0], "pulse_aggregate_snapshots_total").items() if value}
+    return CleanRestart(stop_seconds, start_seconds, outcomes, run.caught_up, run.longest_stall)
 
 
 def clean_restart_figures(clean: CleanRestart, users: int, empty: float,
                           partitions: int) -> list[Figure]:
     restore = max(clean.start_seconds - empty, 1e-9)
-    used = "?" if clean.snapshots_used is None else f"{clean.snapshots_used:.0f}"
+    outcomes = ", ".join(f"{n:.0f} {outcome}" for outcome, n in sorted(clean.snapshots.items()))
     return [
         Figure("recovery", f"recovery time after a clean stop, {users:,} users", restore, "s",
                note=f"the same worker stopped with SIGTERM ({clean.stop_seconds:.1f} s, "
                     f"snapshots taken) and started again: {clean.start_seconds:.1f} s minus "
-                    f"{empty:.1f} s; {used} of {partitions} partitions from their snapshot"),
+                    f"{empty:.1f} s; {partitions} partitions, snapshots: {outcomes or 'none'}"),
         Figure("recovery", f"{RECOVERY_RATE}, after a clean stop", users / restore,
                "records/s", note="a restart for a deploy or a rebalance: the changelog is read "
                "and digested, the aggregates come from the snapshots (agents.snapshots)"),

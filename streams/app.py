@@ -86,6 +86,10 @@ class Pipeline:
     outbox: Outbox = field(init=False)
     # Every running sink (run_sinks): a partition handover drains them all.
     sinks: list[BatchingSink[Any]] = field(default_factory=list)
+    # Set while aggregate snapshots are taken and until the next rebuild (agents.snapshots):
+    # the walks that write states (trigger sweep, catch-up, lifecycle) stop at the next user,
+    # so the snapshot's contents are still the changelog's when the next owner reads it.
+    walks_halted: bool = False
 
     def __post_init__(self) -> None:
         failed = self.metrics.side_records_failed

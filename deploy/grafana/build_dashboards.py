@@ -643,11 +643,14 @@ def pipeline() -> dict[str, Any]:
             series("Users tracked", "Per-user states held per worker.",
                    prom(f"pulse_users_tracked{{{WORKER}}}", "{{instance}}"), w=8),
             series("Recovery", "Per-user states read from changelogs and repaired after "
-                   "restarts and rebalances.",
+                   "restarts and rebalances; partitions whose aggregates came from a snapshot "
+                   "(used) or were rebuilt from every user (stale, absent, failed).",
                    prom(f"sum(increase(pulse_recovery_changelog_records_total{rate}))",
                         "read"),
                    prom(f"sum(increase(pulse_recovery_repaired_states_total{rate}))",
-                        "repaired"), w=8),
+                        "repaired"),
+                   prom(f"sum by (outcome) (increase(pulse_aggregate_snapshots_total{rate}))",
+                        "snapshots {{outcome}}"), w=8),
             series("Memory", "Resident memory per worker and gateway.",
                    prom('process_resident_memory_bytes{job=~"pulse-.*"}',
                         "{{job}} {{instance}}"), unit="bytes", w=12),
