@@ -495,7 +495,7 @@ def register(p: Pipeline) -> None:
                 triggers.evaluate_stored(key, part, app, user_id, state, triggers_now, pending)
             if generation != rebuilds["started"]:
                 return
-            profiles.set_gauges(owned, partition_of)
+            await profiles.prune_gauges(owned, partition_of, p.settings.catch_up_share)
             triggers.set_pending(pending)
         except Exception:  # the periodic sweeps and later events repeat this work
             log.exception("catch-up after the rebuild failed")

@@ -184,11 +184,11 @@ class Metrics:
             "pulse_streak_events", "Derived streak events emitted", ["app", "type", "kind"],
             registry=r)
         self.users_by_segment = Gauge(
-            "pulse_users_by_segment", "Users per retention segment (seed 001), as of the last "
-            "profile sweep", ["app", "segment"], registry=r)
+            "pulse_users_by_segment", "Users per retention segment (seed 001), as of their last "
+            "evaluation (an event or a sweep)", ["app", "segment"], registry=r)
         self.users_by_churn_risk = Gauge(
-            "pulse_users_by_churn_risk", "Users per churn-risk level (seed 001), as of the last "
-            "profile sweep", ["app", "level"], registry=r)
+            "pulse_users_by_churn_risk", "Users per churn-risk level (seed 001), as of their last "
+            "evaluation (an event or a sweep)", ["app", "level"], registry=r)
         self.triggers_created = Counter(
             "pulse_triggers_created", "Re-engagement triggers created (seed 001)",
             ["app", "type"], registry=r)

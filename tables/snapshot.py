@@ -158,13 +158,3 @@ def has_crisis(raw: bytes) -> bool:
     """Whether a stored user state holds crisis bookkeeping, without decoding the rest of it:
     a restored partition still needs those users for the safety desk's timers."""
     return bytes(_crisis_decoder.decode(raw).crisis) != _NIL
-
-
-def comparable(agg: DayAggregates) -> tuple[dict, dict]:
-    """Rows and counters without zeros: a live partition keeps rows that went back to zero
-    (a moved registration, a forgotten user's day) where a rebuild has none."""
-    days = {(app, day): tuple(row) for app, rows in agg.days.items()
-            for day, row in rows.items() if any(row)}
-    counters = {(app, day, key): v for app, rows in agg.counters.items()
-                for day, counts in rows.items() for key, v in counts.items() if v}
-    return days, counters

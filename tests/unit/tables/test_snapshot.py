@@ -9,7 +9,7 @@ from pathlib import Path
 
 from benchmarks.memory_bench import state_configs, states_after_history
 from streams.plan import load_plans
-from tables.activity import decode_state, encode_state
+from tables.activity import UserState, decode_state, encode_state
 from tables.aggregates import DayAggregates
 from tables.crisis import CrisisState
 from tables.day_totals import rebuilt
@@ -18,7 +18,8 @@ from tables.snapshot import (
     FORMAT,
     Digests,
     PartitionSnapshot,
-    comparable,
+    _CrisisField,
+    code_files,
     decode,
     encode,
     fingerprint,
@@ -62,6 +63,15 @@ def test_digests_are_per_partition() -> None:
     digests.add(1, b"k", b"v")
     assert digests.of(1) == digest_of([(b"k", b"v")], 5)
     assert digests.of(2) == Digests().of(2) != digests.of(1)
+
+
+def comparable(agg: DayAggregates) -> tuple[dict, dict]:
+    """Rows and counters without zeros."""
+    days = {(app, day): tuple(row) for app, rows in agg.days.items()
+            for day, row in rows.items() if any(row)}
+    counters = {(app, day, key): v for app, rows in agg.counters.items()
+                for day, counts in rows.items() for key, v in counts.items() if v}
+    return days, counters
 
 
 def generated() -> tuple[DayAggregates, RevenueAggregates]:
@@ -127,6 +137,8 @@ def test_has_crisis_agrees_with_a_full_decode() -> None:
     flags = [has_crisis(raw) for raw in raws]
     assert flags == [decode_state(raw).crisis is not None for raw in raws]
     assert any(flags) and not all(flags)
+    # It reads the crisis field by position: the fields before it are UserState's.
+    assert _CrisisField.__struct_fields__ == UserState.__struct_fields__[:10]
 
 
 def test_the_fingerprint_follows_files_and_settings(tmp_path: Path) -> None:
@@ -145,3 +157,11 @@ def test_snapshot_struct_keeps_its_wire_order() -> None:
     assert PartitionSnapshot.__struct_fields__ == (
         "format", "fingerprint", "users_digest", "residuals_digest", "days", "counters",
         "revenue")
+
+
+def test_the_code_fingerprinted_is_what_computes_aggregates() -> None:
+    names = {f"{path.parent.name}/{path.name}" for path in code_files()}
+    # The transitions, the bitmap rebuild, the keepers that add to the aggregates, plan loading.
+    assert {"tables/activity.py", "tables/day_totals.py", "tables/funnels.py",
+            "agents/activity.py", "agents/business.py", "agents/experiments.py",
+            "streams/plan.py"} <= names
