@@ -265,8 +265,8 @@ def register(p: Pipeline) -> None:
                                 partition_of_key: Callable[[bytes], int],
                                 digests: Digests | None = None) -> int:
         """Fill the table's store from its changelog: Faust replays nothing (BulkRecoveredTable)
-        and its recovery used to stop short anyway (see streams.changelog). `digests`: of the
-        contents read, per partition, for the aggregate snapshots (agents.snapshots)."""
+        and its recovery used to stop short anyway (see streams.changelog). `digests`: of what
+        the store then holds, per partition, for the aggregate snapshots (agents.snapshots)."""
         latest = await read_latest(p.connections.kafka_bootstrap,
                                    changelog_topic(p.settings, name), owned)
         store = table.data
@@ -280,8 +280,6 @@ def register(p: Pipeline) -> None:
                 store.pop(key, None)
         for key, value in latest.items():
             await turns.maybe()
-            if digests is not None:
-                digests.add(partition_of_key(key), key, value)
             if value is None:
                 if store.get(key) is not None:
                     del store[key]
@@ -289,6 +287,12 @@ def register(p: Pipeline) -> None:
             elif store.get(key) != value:
                 store[key] = value
                 repaired += 1
+        if digests is not None:
+            # Of the store, not of what was read: a state this worker holds that never reached
+            # the changelog (an unsent write) is content too, and must fail the comparison.
+            for key, value in list(store.items()):
+                await turns.maybe()
+                digests.add(partition_of_key(key), key, value)
         metrics.recovery_records.inc(len(latest))
         metrics.recovery_repaired.inc(repaired)
         return repaired

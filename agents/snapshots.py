@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 # A recovery asks PostgreSQL once; when it does not answer soon, the partitions are rebuilt.
+# A stop or a handover waits at most twice as long to write them.
 _LOAD_TIMEOUT = 5.0
 
 
@@ -71,8 +72,9 @@ class SnapshotKeeper:
             snapshot.users_digest = user_digests.of(part)
             snapshot.residuals_digest = residual_digests.of(part)
             rows.append((p.settings.app_id, part, now, encode(snapshot)))
-        try:
-            async with p.pool.connection(timeout=_LOAD_TIMEOUT) as conn, conn.cursor() as cur:
+        try:  # bounded: a stopping worker must not wait on a database that hangs
+            async with asyncio.timeout(2 * _LOAD_TIMEOUT), \
+                    p.pool.connection(timeout=_LOAD_TIMEOUT) as conn, conn.cursor() as cur:
                 await cur.executemany(
                     "INSERT INTO aggregate_snapshots (pipeline, partition, taken_at, body) "
                     "VALUES (%s, %s, %s, %s) ON CONFLICT (pipeline, partition) DO UPDATE SET "
