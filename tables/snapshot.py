@@ -7,9 +7,10 @@ users' residuals — and of the code and plans that compute them. So a worker th
 hands its partitions over keeps each partition's aggregates together with:
 
 * a digest of the partition's contents (every key and value, order-free), and
-* a fingerprint of what computes aggregates from them (plans, settings, this package's code).
+* a fingerprint of what computes aggregates from them (plans, settings, the code).
 
-The next owner restores the partition from its changelog as always and digests what it read.
+The next owner restores the partition from its changelog as always and digests what its store
+then holds.
 Equal digests and fingerprints mean the same contents under the same rules, so the aggregates
 are the ones a rebuild would compute, and the walk is skipped. Anything else — a write after
 the snapshot, a write the stopping worker never sent, a killed worker, a new plan or release —
