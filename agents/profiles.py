@@ -141,8 +141,8 @@ class ProfileKeeper:
                            share: float = 1.0) -> None:
         """Take the users no longer stored in the owned partitions (moved away, forgotten)
         out of the gauges. Every evaluation keeps them current (`publish`), so only those
-        need a walk — in turns: one pass over a million users held the loop ~1 s (benchmarks,
-        recovery at 1M users: the longest stall)."""
+        need a walk, in turns. The recount it replaced ran over every user in one turn; without
+        it the longest stall of a 1M-user recovery fell from 0.8–1.1 s to 0.6 s."""
         store = self.p.users.data
         metrics = self.p.metrics
         turns = Turns(share=share)
