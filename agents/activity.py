@@ -43,7 +43,7 @@ from tables.day_totals import DayTotals
 from tables.funnels import reached as funnel_reached
 from tables.residuals import decode_residual, forget_token, split_residual_key
 from tables.sessions import closed_length, newest_session
-from tables.snapshot import Digests, has_crisis, restore_days, restore_revenue
+from tables.snapshot import has_crisis, restore_days, restore_revenue
 
 if TYPE_CHECKING:
     from streams.app import Pipeline
@@ -262,11 +262,9 @@ def register(p: Pipeline) -> None:
             apply_time.observe(time.time() - taken)
 
     async def complete_recovery(owned: set[int], table: Any, name: str,
-                                partition_of_key: Callable[[bytes], int],
-                                digests: Digests | None = None) -> int:
+                                partition_of_key: Callable[[bytes], int]) -> int:
         """Fill the table's store from its changelog: Faust replays nothing (BulkRecoveredTable)
-        and its recovery used to stop short anyway (see streams.changelog). `digests`: of what
-        the store then holds, per partition, for the aggregate snapshots (agents.snapshots)."""
+        and its recovery used to stop short anyway (see streams.changelog)."""
         latest = await read_latest(p.connections.kafka_bootstrap,
                                    changelog_topic(p.settings, name), owned)
         store = table.data
@@ -287,12 +285,6 @@ def register(p: Pipeline) -> None:
             elif store.get(key) != value:
                 store[key] = value
                 repaired += 1
-        if digests is not None:
-            # Of the store, not of what was read: a state this worker holds that never reached
-            # the changelog (an unsent write) is content too, and must fail the comparison.
-            for key, value in list(store.items()):
-                await turns.maybe()
-                digests.add(partition_of_key(key), key, value)
         metrics.recovery_records.inc(len(latest))
         metrics.recovery_repaired.inc(repaired)
         return repaired
@@ -393,15 +385,12 @@ def register(p: Pipeline) -> None:
         snapshots.whole.clear()  # until the swap below: nothing here is whole yet
         owned = p.owned_partitions()
         saved = await snapshots.load(owned)
-        user_digests, residual_digests = Digests(), Digests()
-        repaired = await complete_recovery(owned, p.users, "users", partition_of,
-                                           user_digests if saved else None)
+        repaired = await complete_recovery(owned, p.users, "users", partition_of)
         repaired += await complete_recovery(owned, p.residuals, "residuals",
-                                            lambda rkey: split_residual_key(rkey)[1],
-                                            residual_digests if saved else None)
+                                            lambda rkey: split_residual_key(rkey)[1])
         # Partitions with the very contents of their snapshot take its aggregates; the others
         # are summed from their states.
-        restored = snapshots.usable(saved, user_digests, residual_digests)
+        restored = await snapshots.usable(saved, partition_of)
         history = p.settings.history_days
         totals = {part: DayTotals(history) for part in owned - restored}
         # Only the states that these keepers read are held, not the million others.

@@ -116,9 +116,17 @@ class SnapshotKeeper:
         metrics.labels("absent").inc(len(parts) - len(found))
         return out
 
-    def usable(self, snapshots: Mapping[int, PartitionSnapshot], users: Digests,
-               residuals: Digests) -> set[int]:
-        """The partitions whose restored contents are those their snapshot was taken of."""
+    async def usable(self, snapshots: Mapping[int, PartitionSnapshot],
+                     partition_of: Callable[[bytes], int]) -> set[int]:
+        """The partitions whose restored contents are those their snapshot was taken of.
+        Digested as `save` digests them: what the stores hold, not only what the changelog
+        gave (a state held but never sent is content too, and must fail the comparison)."""
+        if not snapshots:
+            return set()
+        parts = set(snapshots)
+        users = await _digest(list(self.p.users.data.items()), parts, partition_of)
+        residuals = await _digest(list(self.p.residuals.data.items()), parts,
+                                  _residual_partition)
         out = {part for part, snapshot in snapshots.items()
                if snapshot.users_digest == users.of(part)
                and snapshot.residuals_digest == residuals.of(part)}
