@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
+import psutil
 import psycopg
 from confluent_kafka import Producer
 
@@ -43,7 +44,7 @@ from benchmarks.harness import (
     wait_for,
 )
 from benchmarks.targets import METRICS_P99, PULSE_1, PULSE_2
-from streams.embedded import ServiceAddresses
+from streams.embedded import BROKER, POSTGRES, REDIS, ServiceAddresses
 from streams.envelope import user_key
 from streams.generate import EventFactory
 from streams.plan import load_plans
@@ -52,6 +53,9 @@ from streams.publish import Publisher
 # The samples the throughput loop polls every 50 ms: only these are rendered (harness.scrape).
 PROGRESS = ("pulse_events_consumed_total", "pulse_events_valid_total",
             "pulse_events_duplicate_total", "pulse_events_rejected_total")
+# The workers' log level; INFO (with `benchmarks.run --keep DIR`) keeps their group joins and
+# partition assignments, to tell a slow run's cause.
+WORKER_LOGLEVEL = os.environ.get("BENCH_WORKER_LOGLEVEL", "WARNING")
 # Latency markers: first events of new onepercent users (a profile row appears in PostgreSQL),
 # of an event name the background load never carries, so its /metrics counter counts markers.
 MARKER_APP = "onepercent"
@@ -102,7 +106,7 @@ class PulseRun:
         for i in range(workers):
             log = open(self.state_dir / f"worker-{i}.log", "ab")  # noqa: SIM115
             self.procs.append(subprocess.Popen(
-                [python(), "-m", "streams.cli", "worker", "--loglevel", "WARNING"],
+                [python(), "-m", "streams.cli", "worker", "--loglevel", WORKER_LOGLEVEL],
                 env=self.env, cwd=self.state_dir, stdout=log, stderr=subprocess.STDOUT))
             log.close()
 
@@ -194,12 +198,88 @@ def _publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> 
         raise RuntimeError(f"publish to {topic} incomplete: {publisher.summary}")
 
 
+@dataclass
+class CpuUse:
+    """Cores kept busy over the measured interval (first event consumed → all applied), read
+    from /proc (psutil), by part, and the whole machine's."""
+
+    parts: dict[str, float]  # CpuClock.PARTS → cores
+    machine: float
+    stolen: float  # cores the hypervisor ran other guests on while ours waited (steal)
+    each_worker: list[float]  # the workers' cores one by one: an idle one shows here
+
+
+@dataclass
+class Reading:
+    """CPU seconds so far (CpuClock.read)."""
+
+    wall: float
+    parts: dict[str, float]
+    machine: float
+    stolen: float
+    workers: list[float]
+
+
+class CpuClock:
+    """Cumulative CPU seconds of each part of a run and of the machine, read at two instants.
+    The throughput target for 2 workers compares wall-clock rates; on a machine the broker,
+    PostgreSQL, Redis and this benchmark share, the second worker may find less than a core
+    free: this tells the two apart."""
+
+    PARTS = ("workers", "broker", "PostgreSQL and Redis", "benchmark")
+
+    def __init__(self, worker_pids: list[int], svc: ServiceAddresses) -> None:
+        def process(pid: int | None) -> list[psutil.Process]:
+            return [psutil.Process(pid)] if pid else []
+
+        self.roots = {
+            "workers": [psutil.Process(pid) for pid in worker_pids],
+            "broker": process(svc.pids.get(BROKER)),
+            # The postmaster's children are its backends, read at each instant (a backend
+            # that ends in between takes its CPU time with it: the pools keep theirs open).
+            "PostgreSQL and Redis": [*process(svc.pids.get(POSTGRES)),
+                                     *process(svc.pids.get(REDIS))],
+            "benchmark": [psutil.Process()],  # the /metrics polling of this loop
+        }
+
+    @staticmethod
+    def _seconds(proc: psutil.Process, children: bool = True) -> float:
+        total = 0.0
+        with contextlib.suppress(psutil.Error):  # a backend gone meanwhile
+            for one in (proc, *(proc.children(recursive=True) if children else ())):
+                with contextlib.suppress(psutil.Error):
+                    times = one.cpu_times()
+                    total += times.user + times.system
+        return total
+
+    def read(self) -> Reading:
+        machine = psutil.cpu_times()
+        # Work done on this machine's CPUs; guest time is inside user time already (proc(5)),
+        # and steal is time the hypervisor gave to others.
+        busy = sum(getattr(machine, part, 0.0)
+                   for part in ("user", "nice", "system", "irq", "softirq"))
+        # This benchmark's children are the workers and the services: counted on their own.
+        parts = {name: sum(self._seconds(proc, children=name != "benchmark") for proc in procs)
+                 for name, procs in self.roots.items()}
+        return Reading(time.perf_counter(), parts, busy, getattr(machine, "steal", 0.0),
+                       [self._seconds(proc) for proc in self.roots["workers"]])
+
+    @staticmethod
+    def between(start: Reading, end: Reading) -> CpuUse:
+        wall = max(end.wall - start.wall, 1e-9)
+        return CpuUse({name: (end.parts[name] - start.parts[name]) / wall for name in start.parts},
+                      (end.machine - start.machine) / wall, (end.stolen - start.stolen) / wall,
+                      [(b - a) / wall for a, b in zip(start.workers, end.workers, strict=True)])
+
+
 def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partitions: int,
                        work: Path, workers: int, profile: Path | None = None,
-                       timeout: float = 900) -> tuple[float, float, str]:
-    """(events/s from first consumed to all applied, seconds applied → sinks drained, note)."""
+                       timeout: float = 900) -> tuple[float, float, str, CpuUse]:
+    """(events/s from first consumed to all applied, seconds applied → sinks drained, note,
+    cores busy meanwhile)."""
     with pulse_run(name, svc, partitions, work, workers) as run:
         ports = run.ready()
+        clock = CpuClock([proc.pid for proc in run.procs], svc)
         run.signal(signal.SIGSTOP)
         try:
             _publish(svc.kafka_bootstrap, run.ingest_topic, stream.records)
@@ -207,6 +287,7 @@ def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partiti
             run.signal(signal.SIGCONT)
         spy = None if profile is None else spy_on(run.procs[0].pid, profile)
         first = None
+        cpu_first = cpu_applied = clock.read()
         deadline = time.monotonic() + timeout
         while True:
             snapshots = [scrape(port, *PROGRESS) for port in ports]
@@ -217,10 +298,12 @@ def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partiti
 
             if first is None and total("pulse_events_consumed_total") > 0:
                 first = now
+                cpu_first = clock.read()
             applied = total("pulse_events_valid_total") + total("pulse_events_duplicate_total")
             rejected = total("pulse_events_rejected_total")
             if applied + rejected >= stream.count:
                 applied_at = now
+                cpu_applied = clock.read()
                 break
             if time.monotonic() > deadline:
                 raise TimeoutError(f"{name}: applied {applied:.0f} of {stream.count}")
@@ -248,7 +331,8 @@ def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partiti
     note = (f"{stream.count:,} events, {rejected:.0f} rejected; daily_metrics: "
             f"{row[0] if row else 0} rows, {row[1] if row else 0:,} events; sinks drained "
             f"{drained:.2f} s after the last event was applied")
-    return stream.count / (applied_at - first), drained, note
+    return (stream.count / (applied_at - first), drained, note,
+            CpuClock.between(cpu_first, cpu_applied))
 
 
 def run_throughput(svc: ServiceAddresses, stream: Stream, partitions: int, work: Path,
@@ -259,14 +343,16 @@ def run_throughput(svc: ServiceAddresses, stream: Stream, partitions: int, work:
     (docs/performance.md)."""
     setups = ((1, PULSE_1), (2, PULSE_2))
     rates: dict[int, list[float]] = {workers: [] for workers, _ in setups}
+    cpu: dict[int, list[CpuUse]] = {workers: [] for workers, _ in setups}
     notes: dict[int, str] = {}
     errors: dict[int, str] = {}
     for round_ in range(rounds):
         for workers, _ in setups:
             try:
-                rate, _drained, notes[workers] = measure_throughput(
+                rate, _drained, notes[workers], use = measure_throughput(
                     f"p{workers}r{round_}", svc, stream, partitions, work, workers)
                 rates[workers].append(rate)
+                cpu[workers].append(use)
             except Exception as err:
                 errors[workers] = f"failed: {type(err).__name__}: {err}"[:300]
     figures = []
@@ -282,8 +368,42 @@ def run_throughput(svc: ServiceAddresses, stream: Stream, partitions: int, work:
             note=f"median of {len(runs)} runs alternated with the other worker count "
                  f"({spread}){failed}; full pipeline, {partitions} partitions; last run: "
                  f"{notes[workers]}"))
+    figures.extend(cpu_figures(rates, cpu))
     if profile is not None:
         measure_throughput("profiled", svc, stream, partitions, work, 1, profile=profile)
+    return figures
+
+
+def cpu_figures(rates: dict[int, list[float]], cpu: dict[int, list[CpuUse]]) -> list[Figure]:
+    """Events per worker CPU-second for 1 and 2 workers, with the cores each part kept busy:
+    whether a 2-worker shortfall is Pulse scaling badly or the machine running out of cores
+    (the broker, PostgreSQL, Redis and this benchmark share them here)."""
+    figures = []
+    per_cpu: dict[int, float] = {}
+    for workers, uses in cpu.items():
+        if not uses:
+            continue
+        # Run by run: a run's events/s over the cores its workers used.
+        per_cpu[workers] = statistics.median(
+            rate / max(use.parts["workers"], 1e-9)
+            for rate, use in zip(rates[workers], uses, strict=True))
+        busy = ", ".join(f"{name} {statistics.median(u.parts[name] for u in uses):.2f}"
+                         for name in CpuClock.PARTS)
+        each = "; ".join(" + ".join(f"{cores:.2f}" for cores in u.each_worker)
+                         + f" (machine {u.machine:.2f})" for u in uses)
+        figures.append(Figure(
+            "pulse", f"events per worker CPU-second, {workers} worker{'s' * (workers > 1)}",
+            per_cpu[workers], "events/s",
+            note=f"median of {len(uses)} runs; cores busy meanwhile (medians): {busy}; whole "
+                 f"machine {statistics.median(u.machine for u in uses):.2f} of "
+                 f"{psutil.cpu_count() or 0}, stolen by the hypervisor "
+                 f"{statistics.median(u.stolen for u in uses):.2f}; each worker, run by run: "
+                 f"{each}"))
+    if 1 in per_cpu and 2 in per_cpu:
+        figures.append(Figure(
+            "pulse", "2 workers / 1, events per worker CPU-second", per_cpu[2] / per_cpu[1], "×",
+            note="1.0× means a second worker costs nothing extra per event; the wall-clock "
+                 "ratio is then bounded by the cores the machine has left for it"))
     return figures
 
 
