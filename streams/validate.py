@@ -120,19 +120,23 @@ def _validate_record(
         if not doc:
             out.rejected.append(Rejection(["empty_batch: the array holds no events"], raw))
         for index, item in enumerate(doc):
-            _validate_one(item, orjson.dumps(item), index, plans, now, limits, out)
+            # An element's own bytes are needed only if it is rejected: encoded then.
+            _validate_one(item, None, index, plans, now, limits, out)
     else:
         _validate_one(doc, raw, None, plans, now, limits, out)
     return out
 
 
 def _validate_one(
-    doc: Any, payload: bytes, index: int | None, plans: dict[str, Plan], now: datetime,
+    doc: Any, payload: bytes | None, index: int | None, plans: dict[str, Plan], now: datetime,
     limits: Limits, out: Outcome,
 ) -> None:
+    """`payload`: the event's bytes as received, or None for an array element (its bytes are
+    encoded from `doc` only if it is rejected)."""
     if not isinstance(doc, dict):
         out.rejected.append(Rejection(
-            [f"not_an_object: expected an event object, got {type(doc).__name__}"], payload, index))
+            [f"not_an_object: expected an event object, got {type(doc).__name__}"],
+            orjson.dumps(doc) if payload is None else payload, index))
         return
     reasons: list[str] = []
     app_name = doc.get("app")
@@ -212,6 +216,8 @@ def _validate_one(
         if plan is not None and plan.privacy.user_id == "raw":
             # Dead letters keep no raw identifier either; a replay maps to the same pseudonym.
             payload = orjson.dumps(_ids(plan, limits).scrub(plan, doc))
+        elif payload is None:
+            payload = orjson.dumps(doc)
         out.rejected.append(Rejection(reasons, payload, index, plan.app if plan else None))
         return
     assert isinstance(event_name, str) and isinstance(user_id, str)
