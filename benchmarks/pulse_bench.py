@@ -75,6 +75,7 @@ class PulseRun:
     longest_stall: float | None = None  # the worker's pulse_event_loop_stall_max_seconds
     cpu_seconds: float | None = None  # the worker's process_cpu_seconds_total, restored
     caught_up: float | None = None  # seconds from restored to the catch-up's end (recovery)
+    rebuild_seconds: float | None = None  # the worker's own timing of its rebuild (recovery)
 
     def __post_init__(self) -> None:
         suffix = f"{self.name}-{uuid.uuid4().hex[:6]}"
@@ -190,7 +191,7 @@ def stop_spy(spy: subprocess.Popen[bytes]) -> None:
     stop_process(spy)
 
 
-def _publish(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
+def publish_records(bootstrap: str, topic: str, records: list[tuple[bytes, bytes]]) -> None:
     publisher = Publisher(bootstrap, topic)
     for value, key in records:
         publisher.send(value, key)
@@ -282,7 +283,7 @@ def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partiti
         clock = CpuClock([proc.pid for proc in run.procs], svc)
         run.signal(signal.SIGSTOP)
         try:
-            _publish(svc.kafka_bootstrap, run.ingest_topic, stream.records)
+            publish_records(svc.kafka_bootstrap, run.ingest_topic, stream.records)
         finally:
             run.signal(signal.SIGCONT)
         spy = None if profile is None else spy_on(run.procs[0].pid, profile)

@@ -15,14 +15,18 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import orjson
 from confluent_kafka import Producer
 
 from benchmarks.harness import Figure, python, scrape, scrape_labelled, wait_for
 from benchmarks.memory_bench import states_after_history
-from benchmarks.pulse_bench import PulseRun, spy_on, stop_spy
+from benchmarks.pulse_bench import PulseRun, publish_records, spy_on, stop_spy
 from benchmarks.targets import RECOVERY_RATE
 from streams.app import partition_for
+from streams.embedded import ServiceAddresses
 from streams.envelope import user_key
+from streams.generate import GenOptions, generate
+from streams.plan import load_plans
 from tables.activity import encode_state
 
 # What the restore loop polls: only these samples are rendered by the worker (harness.scrape).
@@ -88,6 +92,8 @@ def _wait_restored(run: PulseRun, users: int, timeout: float, started: float) ->
             restored = time.perf_counter() - started
             # A whole page, once: name[] never renders the process collector's samples.
             run.cpu_seconds = scrape(port).get("process_cpu_seconds_total")
+            run.rebuild_seconds = scrape_labelled(port, "pulse_sweep_seconds_sum").get(
+                (("sweep", "rebuild"),))
             # Then the catch-up beside the events (rows queued again, profiles and triggers
             # evaluated: agents.activity), to its end.
             wait_for(lambda: _caught_up(port), max(deadline - time.monotonic(), 1.0),
@@ -114,7 +120,7 @@ def _caught_up(port: int) -> bool:
     return counts.get((("sweep", "catch_up"),), 0.0) >= 1
 
 
-def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1800,
+def run(svc: ServiceAddresses, partitions: int, users: int, work: Path, timeout: float = 1800,
         profile: Path | None = None) -> list[Figure]:
     timings = {}
     mean_bytes = 0.0
@@ -122,9 +128,11 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
     stall: float | None = None
     caught_up: float | None = None
     cpu: dict[int, float | None] = {}
+    rebuilds: dict[int, float | None] = {}  # the worker's own timing of its rebuild, by n
     clean: CleanRestart | None = None
+    crash: Crash | None = None
     for n in (0, users):
-        recovery = PulseRun(f"restore{n}", svc, partitions, work)  # type: ignore[arg-type]
+        recovery = PulseRun(f"restore{n}", svc, partitions, work)
         try:
             subprocess.run([python(), "-m", "streams.cli", "topics", "create"], env=recovery.env,
                            check=True, capture_output=True, timeout=120)
@@ -139,8 +147,10 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
             stall = recovery.longest_stall
             caught_up = recovery.caught_up
             cpu[n] = recovery.cpu_seconds
+            rebuilds[n] = recovery.rebuild_seconds
             if n:
                 clean = restart_after_clean_stop(recovery, n, timeout)
+                crash = crash_after_clean_restart(recovery, svc, n, timeout)
         finally:
             recovery.stop()
     empty, _ = timings[0]
@@ -150,8 +160,10 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
         Figure("recovery", f"recovery time, {users:,} users", restore, "s",
                note=f"worker start to all users tracked {full:.1f} s, minus {empty:.1f} s for "
                     "the same start with an empty changelog; /metrics did not answer for up "
-                    f"to {silence:.0f} s meanwhile (5 s scrape timeout). No snapshot: a "
-                    "worker killed, or the first start, rebuilds every user"),
+                    f"to {silence:.0f} s meanwhile (5 s scrape timeout). No snapshot: the "
+                    "first start rebuilds every user; the worker's own timing of that rebuild "
+                    f"{_seconds(rebuilds.get(users))} (empty changelog: "
+                    f"{_seconds(rebuilds.get(0))})"),
         Figure("recovery", f"{RECOVERY_RATE}, rebuild", users / restore, "records/s",
                note=f"{users:,} states of {mean_bytes:.0f} B mean; {partitions} partitions; "
                     f"written in {produce_seconds:.1f} s "
@@ -172,6 +184,7 @@ def run(svc: object, partitions: int, users: int, work: Path, timeout: float = 1
                note="pulse_event_loop_stall_max_seconds of the restoring worker (a 20 ms tick's "
                     "delay, agents.loop_probe) from its start to the catch-up's end"),
         *(clean_restart_figures(clean, users, empty, partitions) if clean else []),
+        *(crash_figures(crash, rebuilds.get(0), partitions) if crash else []),
     ]
 
 
@@ -212,4 +225,71 @@ def clean_restart_figures(clean: CleanRestart, users: int, empty: float,
         Figure("recovery", "recovery catch-up after a clean stop", clean.caught_up, "s",
                note=f"longest event-loop stall from the start to its end: "
                     f"{'?' if clean.stall is None else f'{clean.stall * 1000:.0f} ms'}"),
+    ]
+
+
+# New users whose events, applied after the clean restart, make the stop's snapshots stale.
+CRASH_APP = "onepercent"
+CRASH_USERS = 25  # generated; those with an event on the generated day become tracked users
+
+
+@dataclass
+class Crash:
+    users: int  # tracked when killed: the restored ones and the new ones
+    start_seconds: float  # the start after the kill to all of them tracked
+    rebuild_seconds: float | None  # the worker's own timing of its rebuild (sweep="rebuild")
+    snapshots: dict[str, float]  # pulse_aggregate_snapshots_total of that start, by outcome
+
+
+def crash_after_clean_restart(run: PulseRun, svc: ServiceAddresses, users: int,
+                              timeout: float) -> Crash:
+    """The crash that production sees: snapshots of the last clean stop are in PostgreSQL, the
+    worker applied events since, and is killed. Its next start digests every user, finds the
+    snapshots of the partitions that changed stale, and rebuilds those. (The first start of
+    this section had no snapshot at all.)"""
+    port = run.ports()[0]
+    events = list(generate(load_plans()[CRASH_APP],
+                           GenOptions(users=CRASH_USERS, days=1, seed=9)))
+    records = [(orjson.dumps(event), user_key(event["app"], event["user_id"]))
+               for event in events]
+    publish_records(svc.kafka_bootstrap, run.ingest_topic, records)
+    tracked = users + len({key for _, key in records})
+    wait_for(lambda: scrape(port, "pulse_users_tracked").get("pulse_users_tracked") == tracked,
+             120, "the new users' states", 0.1)
+    time.sleep(1.0)  # their changelog records leave the producer (linger), as they would
+    run.procs[0].kill()
+    run.procs[0].wait(30)
+    run.procs.clear()
+    start_seconds = time_start(run, tracked, timeout)
+    outcomes = {dict(labels).get("outcome", "?"): value for labels, value in scrape_labelled(
+        run.ports()[0], "pulse_aggregate_snapshots_total").items() if value}
+    return Crash(tracked, start_seconds, run.rebuild_seconds, outcomes)
+
+
+def _seconds(value: float | None) -> str:
+    return "?" if value is None else f"{value:.1f} s"
+
+
+def crash_figures(crash: Crash, empty: float | None, partitions: int) -> list[Figure]:
+    """`empty`: the worker's own rebuild timing of its start with an empty changelog (fixed
+    costs: PostgreSQL asked for snapshots, changelog consumers started), taken off as the other
+    figures take off the empty start."""
+    outcomes = ", ".join(f"{n:.0f} {outcome}" for outcome, n in sorted(crash.snapshots.items()))
+    restore = None if crash.rebuild_seconds is None or empty is None \
+        else max(crash.rebuild_seconds - empty, 1e-9)
+    return [
+        Figure("recovery", f"recovery time after a crash, {crash.users:,} users", restore, "s",
+               note=f"kill -9 after new users' events that followed the clean restart, then a "
+                    f"start. The worker's own timing of its rebuild (pulse_sweep_seconds"
+                    f"{{sweep=\"rebuild\"}}: snapshots read, changelog read, digests, sums), "
+                    f"{_seconds(crash.rebuild_seconds)} minus {_seconds(empty)} with an empty "
+                    f"changelog: the wall clock would be mostly the group join waiting out the "
+                    f"killed member's session (start to all users tracked "
+                    f"{crash.start_seconds:.1f} s). {partitions} partitions, snapshots: "
+                    f"{outcomes or 'none'}"),
+        Figure("recovery", f"{RECOVERY_RATE}, after a crash",
+               None if restore is None else crash.users / restore, "records/s",
+               note="the stop's snapshots no longer match where users changed: every user "
+                    "digested, those partitions rebuilt from every state (a kill in "
+                    "production)"),
     ]
