@@ -283,9 +283,9 @@ def crash_figures(crash: Crash, empty: float | None, partitions: int) -> list[Fi
                     f"start. The worker's own timing of its rebuild (pulse_sweep_seconds"
                     f"{{sweep=\"rebuild\"}}: snapshots read, changelog read, digests, sums), "
                     f"{_seconds(crash.rebuild_seconds)} minus {_seconds(empty)} with an empty "
-                    f"changelog: the wall clock would be mostly the group join waiting out the "
-                    f"killed member's session (start to all users tracked "
-                    f"{crash.start_seconds:.1f} s). {partitions} partitions, snapshots: "
+                    f"changelog. The wall clock adds the group join waiting out the killed "
+                    f"member's session: start to all users tracked {crash.start_seconds:.1f} s. "
+                    f"{partitions} partitions, snapshots: "
                     f"{outcomes or 'none'}"),
         Figure("recovery", f"{RECOVERY_RATE}, after a crash",
                None if restore is None else crash.users / restore, "records/s",
