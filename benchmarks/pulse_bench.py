@@ -76,6 +76,7 @@ class PulseRun:
     cpu_seconds: float | None = None  # the worker's process_cpu_seconds_total, restored
     caught_up: float | None = None  # seconds from restored to the catch-up's end (recovery)
     rebuild_seconds: float | None = None  # the worker's own timing of its rebuild (recovery)
+    loglevel: str = WORKER_LOGLEVEL
 
     def __post_init__(self) -> None:
         suffix = f"{self.name}-{uuid.uuid4().hex[:6]}"
@@ -107,7 +108,7 @@ class PulseRun:
         for i in range(workers):
             log = open(self.state_dir / f"worker-{i}.log", "ab")  # noqa: SIM115
             self.procs.append(subprocess.Popen(
-                [python(), "-m", "streams.cli", "worker", "--loglevel", WORKER_LOGLEVEL],
+                [python(), "-m", "streams.cli", "worker", "--loglevel", self.loglevel],
                 env=self.env, cwd=self.state_dir, stdout=log, stderr=subprocess.STDOUT))
             log.close()
 

@@ -197,6 +197,16 @@ class CleanRestart:
     stall: float | None
 
 
+def snapshot_outcomes(run: PulseRun) -> dict[str, float]:
+    """pulse_aggregate_snapshots_total of the run's (restarted) worker, by outcome."""
+    return {dict(labels).get("outcome", "?"): value for labels, value in scrape_labelled(
+        run.ports()[0], "pulse_aggregate_snapshots_total").items() if value}
+
+
+def outcomes_text(outcomes: dict[str, float]) -> str:
+    return ", ".join(f"{n:.0f} {outcome}" for outcome, n in sorted(outcomes.items()))
+
+
 def restart_after_clean_stop(run: PulseRun, users: int, timeout: float) -> CleanRestart:
     """Stop the restored worker as a deploy does (SIGTERM: it keeps aggregate snapshots,
     agents.snapshots), start it again and time the restore of the same users."""
@@ -205,15 +215,14 @@ def restart_after_clean_stop(run: PulseRun, users: int, timeout: float) -> Clean
     stop_seconds = time.perf_counter() - stopping
     run.procs.clear()
     start_seconds = time_start(run, users, timeout)
-    outcomes = {dict(labels).get("outcome", "?"): value for labels, value in scrape_labelled(
-        run.ports()[0], "pulse_aggregate_snapshots_total").items() if value}
-    return CleanRestart(stop_seconds, start_seconds, outcomes, run.caught_up, run.longest_stall)
+    return CleanRestart(stop_seconds, start_seconds, snapshot_outcomes(run), run.caught_up,
+                        run.longest_stall)
 
 
 def clean_restart_figures(clean: CleanRestart, users: int, empty: float,
                           partitions: int) -> list[Figure]:
     restore = max(clean.start_seconds - empty, 1e-9)
-    outcomes = ", ".join(f"{n:.0f} {outcome}" for outcome, n in sorted(clean.snapshots.items()))
+    outcomes = outcomes_text(clean.snapshots)
     return [
         Figure("recovery", f"recovery time after a clean stop, {users:,} users", restore, "s",
                note=f"the same worker stopped with SIGTERM ({clean.stop_seconds:.1f} s, "
@@ -269,9 +278,7 @@ def crash_after_clean_restart(run: PulseRun, svc: ServiceAddresses, users: int,
     run.procs[0].wait(30)
     run.procs.clear()
     start_seconds = time_start(run, tracked, timeout)
-    outcomes = {dict(labels).get("outcome", "?"): value for labels, value in scrape_labelled(
-        run.ports()[0], "pulse_aggregate_snapshots_total").items() if value}
-    return Crash(tracked, start_seconds, run.rebuild_seconds, outcomes)
+    return Crash(tracked, start_seconds, run.rebuild_seconds, snapshot_outcomes(run))
 
 
 def _seconds(value: float | None) -> str:
@@ -282,7 +289,7 @@ def crash_figures(crash: Crash, empty: float | None, partitions: int) -> list[Fi
     """`empty`: the worker's own rebuild timing of its start with an empty changelog (fixed
     costs: PostgreSQL asked for snapshots, changelog consumers started), taken off as the other
     figures take off the empty start."""
-    outcomes = ", ".join(f"{n:.0f} {outcome}" for outcome, n in sorted(crash.snapshots.items()))
+    outcomes = outcomes_text(crash.snapshots)
     restore = None if crash.rebuild_seconds is None or empty is None \
         else max(crash.rebuild_seconds - empty, 1e-9)
     return [

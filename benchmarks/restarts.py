@@ -28,12 +28,9 @@ class LoggedRun(PulseRun):
     """A PulseRun whose worker logs at INFO, each start marked in the log."""
 
     def start(self, workers: int) -> None:
-        log_path = self.state_dir / "worker-0.log"
-        with open(log_path, "ab") as log:
+        with open(self.state_dir / "worker-0.log", "ab") as log:
             log.write(f"=== start at {time.time():.3f}\n".encode())
-            self.procs.append(subprocess.Popen(
-                [python(), "-m", "streams.cli", "worker", "--loglevel", "INFO"],
-                env=self.env, cwd=self.state_dir, stdout=log, stderr=subprocess.STDOUT))
+        super().start(workers)
 
 
 def main() -> None:
@@ -47,7 +44,7 @@ def main() -> None:
         work = (args.keep or Path(tmp)).resolve()
         work.mkdir(parents=True, exist_ok=True)
         with EmbeddedServices(work / ".pulse") as svc:
-            run = LoggedRun("restarts", svc, args.partitions, work)
+            run = LoggedRun("restarts", svc, args.partitions, work, loglevel="INFO")
             try:
                 subprocess.run([python(), "-m", "streams.cli", "topics", "create"],
                                env=run.env, check=True, capture_output=True, timeout=120)
@@ -64,7 +61,8 @@ def main() -> None:
                           f"{clean.start_seconds:.1f} s, snapshots: {outcomes}", flush=True)
             finally:
                 run.stop()
-            print(f"worker log: {run.state_dir / 'worker-0.log'}")
+            if args.keep:
+                print(f"worker log: {run.state_dir / 'worker-0.log'}")
 
 
 if __name__ == "__main__":
