@@ -260,11 +260,12 @@ class CpuClock:
         # and steal is time the hypervisor gave to others.
         busy = sum(getattr(machine, part, 0.0)
                    for part in ("user", "nice", "system", "irq", "softirq"))
+        workers = [self._seconds(proc) for proc in self.roots["workers"]]
         # This benchmark's children are the workers and the services: counted on their own.
-        parts = {name: sum(self._seconds(proc, children=name != "benchmark") for proc in procs)
+        parts = {name: sum(workers) if name == "workers" else
+                 sum(self._seconds(proc, children=name != "benchmark") for proc in procs)
                  for name, procs in self.roots.items()}
-        return Reading(time.perf_counter(), parts, busy, getattr(machine, "steal", 0.0),
-                       [self._seconds(proc) for proc in self.roots["workers"]])
+        return Reading(time.perf_counter(), parts, busy, getattr(machine, "steal", 0.0), workers)
 
     @staticmethod
     def between(start: Reading, end: Reading) -> CpuUse:
