@@ -175,11 +175,12 @@ class IngestLoop:
             metrics.events_rejected.labels(app, code).inc(count)
 
     async def report_lag(self) -> None:
-        """Kafka's consumer lag of this worker's ingest partitions (log end − committed), in
-        the gauge the Faust consumer's partitions use too (agents.lag)."""
+        """The ingest partitions this worker reads, and Kafka's consumer lag of each (log end −
+        committed), in the gauge the Faust consumer's partitions use too (agents.lag)."""
         total = 0
         reported: set[tuple[str, str]] = set()
         assigned = self.consumer.assignment()
+        self.p.metrics.ingest_partitions_owned.set(len(assigned))
         for tp in [tp for tp in self.committed if tp not in assigned]:
             del self.committed[tp]  # moved away: a later owner's commits are not ours
         for tp in assigned:

@@ -133,21 +133,27 @@ class PulseRun:
         return sum(scrape(port, name).get(name, 0.0) for port in self.ports())
 
     def ready(self) -> list[int]:
-        """Wait until the workers own every partition between them, and hold it a moment
-        (a rebalance in progress shows up as a drop)."""
+        """Wait until the workers own every partition between them, of the events topic
+        (Faust's group) and of the ingest topic (the ingest loop's own group), and hold it a
+        moment (a rebalance in progress shows up as a drop).
+
+        Both groups count: the ingest group settles seconds after Faust's on the embedded
+        broker. Waiting for Faust's alone, a 2-worker run sometimes began while one worker's
+        ingest loop still joined, and that worker read nothing for its first 1-1.6 s: the
+        slow third of 2-worker runs (~30k against ~40k events/s, 2026-11-25)."""
         ports = self.ports()
+        gauges = ("pulse_partitions_owned", "pulse_ingest_partitions_owned")
 
         def owned() -> bool:
-            return sum(scrape(p, "pulse_partitions_owned").get("pulse_partitions_owned", 0)
-                       for p in ports) \
-                == self.partitions
+            snapshots = [scrape(p, *gauges) for p in ports]
+            return all(sum(s.get(gauge, 0) for s in snapshots) == self.partitions
+                       for gauge in gauges)
 
         stable_since = None
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             if owned():
                 stable_since = stable_since or time.monotonic()
-                # The raw ingest consumer's group settles on its own; give it the same time.
                 if time.monotonic() - stable_since > 3.0:
                     return ports
             else:

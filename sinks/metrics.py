@@ -203,6 +203,11 @@ class Metrics:
             ["app", "type"], registry=r)
         self.partitions_owned = Gauge(
             "pulse_partitions_owned", "Event partitions this worker owns", registry=r)
+        # The ingest loop's consumer is in a group of its own (`<app_id>-ingest`), which
+        # settles apart from Faust's: a worker that owns event partitions may not read ingest yet.
+        self.ingest_partitions_owned = Gauge(
+            "pulse_ingest_partitions_owned", "Ingest partitions this worker's ingest loop reads",
+            registry=r)
         self.users_tracked = Gauge(
             "pulse_users_tracked", "Per-user states held by this worker", registry=r)
 

@@ -637,9 +637,11 @@ def pipeline() -> dict[str, Any]:
                    prom("sum by (sink) (pulse_sink_pending_rows)", "{{sink}} pending"),
                    w=8),
             Row("Worker health"),
-            series("Partitions owned", "Event partitions per worker; a rebalance shows here.",
-                   prom(f"pulse_partitions_owned{{{WORKER}}}", "{{instance}}"), w=8,
-                   stacked=True),
+            series("Partitions owned", "Event partitions (Faust's group) and ingest "
+                   "partitions (the ingest loop's group) per worker; a rebalance shows here.",
+                   prom(f"pulse_partitions_owned{{{WORKER}}}", "{{instance}} events"),
+                   prom(f"pulse_ingest_partitions_owned{{{WORKER}}}", "{{instance}} ingest"),
+                   w=8),
             series("Users tracked", "Per-user states held per worker.",
                    prom(f"pulse_users_tracked{{{WORKER}}}", "{{instance}}"), w=8),
             series("Recovery", "Per-user states read from changelogs and repaired after "

@@ -30,11 +30,15 @@ def test_worker_joins_and_leaves_mid_stream(pulse_env: PulseEnv, tmp_path: Path)
     traffic.allow(len(events) * 3 // 4)
     second = pulse_env.worker()
 
-    def sharing() -> tuple[float, float] | None:
-        owned = (first.total("pulse_partitions_owned"), second.total("pulse_partitions_owned"))
+    def sharing(gauge: str) -> tuple[float, float] | None:
+        owned = (first.total(gauge), second.total(gauge))
         return owned if min(owned) > 0 and sum(owned) == 4 else None
 
-    shared = wait_for(sharing, 240, "the two workers to share the four partitions")
+    shared = wait_for(lambda: sharing("pulse_partitions_owned"), 240,
+                      "the two workers to share the four partitions")
+    # The ingest loop's group (its own) splits the ingest topic the same way.
+    wait_for(lambda: sharing("pulse_ingest_partitions_owned"), 240,
+             "the two workers to share the four ingest partitions")
     wait_for(lambda: second.total("pulse_events_valid_total") > 0, 240,
              "the second worker to apply events of its partitions")
     recovered_on_join = second.total("pulse_recovery_changelog_records_total")
@@ -50,6 +54,8 @@ def test_worker_joins_and_leaves_mid_stream(pulse_env: PulseEnv, tmp_path: Path)
     first.stop()
     wait_for(lambda: second.total("pulse_partitions_owned") == 4, 240,
              "the second worker to own all four partitions")
+    wait_for(lambda: second.total("pulse_ingest_partitions_owned") == 4, 240,
+             "the second worker to read all four ingest partitions")
     recovered = second.total("pulse_recovery_changelog_records_total")
     assert recovered > recovered_on_join
     records_in = traffic.join()

@@ -83,6 +83,9 @@ def test_a_clean_restart_takes_the_snapshots_and_a_kill_does_not(
     worker = pulse_env.worker().ready()
     wait_for(lambda: worker.total("pulse_partitions_owned") == partitions, 90,
              "the restarted worker to own every partition")
+    # The ingest loop's consumer group settles on its own; its gauge shows when it has.
+    wait_for(lambda: worker.total("pulse_ingest_partitions_owned") == partitions, 90,
+             "the restarted worker's ingest loop to read every ingest partition")
     assert worker.total("pulse_aggregate_snapshots_total", outcome="used") == partitions
     assert worker.total("pulse_aggregate_snapshots_total", outcome="stale") == 0
     wait_for(lambda: revenue_rows(pulse_env) == revenue, 60,
