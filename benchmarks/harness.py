@@ -270,4 +270,7 @@ class Figure:
             return "—"
         if abs(self.value) >= 100:
             return f"{self.value:,.0f}"
+        if self.unit == "×":
+            # A ratio one digit more: 1.698 against a 1.7× target showed as "1.7 FAIL".
+            return f"{self.value:,.4g}"
         return f"{self.value:,.3g}" if abs(self.value) < 10 else f"{self.value:,.1f}"
