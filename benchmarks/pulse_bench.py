@@ -161,6 +161,15 @@ class PulseRun:
             time.sleep(0.2)
         raise TimeoutError(f"{self.name}: partitions never settled over {len(ports)} workers")
 
+    def publish_paused(self, records: list[tuple[bytes, bytes]]) -> None:
+        """Publish to the ingest topic while the workers are paused (SIGSTOP), then let them
+        go on: a run's clock starts at their first read, not at the publisher's pace."""
+        self.signal(signal.SIGSTOP)
+        try:
+            publish_records(self.svc.kafka_bootstrap, self.ingest_topic, records)
+        finally:
+            self.signal(signal.SIGCONT)
+
     def signal(self, sig: signal.Signals) -> None:
         for proc in self.procs:
             proc.send_signal(sig)
@@ -289,11 +298,7 @@ def measure_throughput(name: str, svc: ServiceAddresses, stream: Stream, partiti
     with pulse_run(name, svc, partitions, work, workers) as run:
         ports = run.ready()
         clock = CpuClock([proc.pid for proc in run.procs], svc)
-        run.signal(signal.SIGSTOP)
-        try:
-            publish_records(svc.kafka_bootstrap, run.ingest_topic, stream.records)
-        finally:
-            run.signal(signal.SIGCONT)
+        run.publish_paused(stream.records)
         spy = None if profile is None else spy_on(run.procs[0].pid, profile)
         first = None
         cpu_first = cpu_applied = clock.read()

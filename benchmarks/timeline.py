@@ -15,7 +15,6 @@ applied per worker).
 from __future__ import annotations
 
 import argparse
-import signal
 import tempfile
 import time
 from pathlib import Path
@@ -25,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from benchmarks.harness import generate_stream, scrape
-from benchmarks.pulse_bench import PROGRESS, publish_records, pulse_run
+from benchmarks.pulse_bench import PROGRESS, pulse_run
 from streams.embedded import EmbeddedServices
 
 Sample = tuple[float, list[float], list[float]]  # seconds, consumed and applied per worker
@@ -89,11 +88,7 @@ def main() -> None:
             for n in range(args.rounds):
                 with pulse_run(f"timeline{n}", svc, args.partitions, work, args.workers) as run:
                     ports = run.ready()
-                    run.signal(signal.SIGSTOP)
-                    try:
-                        publish_records(svc.kafka_bootstrap, run.ingest_topic, stream.records)
-                    finally:
-                        run.signal(signal.SIGCONT)
+                    run.publish_paused(stream.records)
                     samples = sample_round(ports, stream.count, args.interval)
                 start = min(t for w in range(args.workers)
                             if (t := first_time(samples, w, False)) is not None)
