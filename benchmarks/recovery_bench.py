@@ -155,7 +155,7 @@ def run(svc: ServiceAddresses, partitions: int, users: int, work: Path, timeout:
             rebuilds[n] = recovery.rebuild_seconds
             if n:
                 clean = restart_after_clean_stop(recovery, n, timeout)
-                crash = crash_after_clean_restart(recovery, svc, n, timeout)
+                crash = crash_after_clean_restart(recovery, n, timeout)
         finally:
             recovery.stop()
     empty, _ = timings[0]
@@ -274,8 +274,7 @@ class Crash:
     snapshots: dict[str, float]  # pulse_aggregate_snapshots_total of that start, by outcome
 
 
-def crash_after_clean_restart(run: PulseRun, svc: ServiceAddresses, users: int,
-                              timeout: float) -> Crash:
+def crash_after_clean_restart(run: PulseRun, users: int, timeout: float) -> Crash:
     """The crash that production sees: snapshots of the last clean stop are in PostgreSQL, the
     worker applied events since (new users in every partition), and is killed. Its next start
     digests every user, finds every snapshot stale and rebuilds. (The first start of this
@@ -290,7 +289,7 @@ def crash_after_clean_restart(run: PulseRun, svc: ServiceAddresses, users: int,
                                               for key in new_users}
     if untouched:  # the figure would be part rebuild, part snapshot
         raise RuntimeError(f"no new user in partitions {sorted(untouched)}: raise CRASH_USERS")
-    publish_records(svc.kafka_bootstrap, run.ingest_topic, records)
+    publish_records(run.svc.kafka_bootstrap, run.ingest_topic, records)
     tracked = users + len(new_users)
     wait_for(lambda: scrape(port, "pulse_users_tracked").get("pulse_users_tracked") == tracked,
              120, "the new users' states", 0.1)

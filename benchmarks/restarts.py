@@ -55,10 +55,9 @@ def main() -> None:
                 print(f"first start (rebuild): {first:.1f} s", flush=True)
                 for n in range(args.rounds):
                     clean = recovery_bench.restart_after_clean_stop(run, args.users, 1800)
-                    outcomes = ", ".join(f"{count:.0f} {outcome}"
-                                         for outcome, count in sorted(clean.snapshots.items()))
                     print(f"round {n + 1}: stop {clean.stop_seconds:.1f} s, start "
-                          f"{clean.start_seconds:.1f} s, snapshots: {outcomes}", flush=True)
+                          f"{clean.start_seconds:.1f} s, snapshots: "
+                          f"{recovery_bench.outcomes_text(clean.snapshots)}", flush=True)
             finally:
                 run.stop()
             if args.keep:
